@@ -1,0 +1,91 @@
+"""Optimizer updates: one in-place elementwise pass over the flat buffers.
+
+P (parameters), G (gradients), S1, S2 (state) are 1-D arrays of equal length;
+``wmask`` is 1 where an entry belongs to a weight matrix (AdamW decays only
+those). ``hp`` holds the hyper-parameters (see codes.H_*), ``t`` the step count
+(already incremented for this step, so the first step has t = 1).
+
+* SGD:      S1 = mom*S1 - lr*G;  P += S1  (Nesterov: P += mom*S1 - lr*G)
+* MOMENTUM: S1 = beta*S1 + (1-beta)*G;  P -= lr*S1
+* RMSPROP:  S1 = rho*S1 + (1-rho)*G^2;  P -= lr*G/(sqrt(S1)+eps)
+* ADAM:     S1 = b1*S1 + (1-b1)*G; S2 = b2*S2 + (1-b2)*G^2;
+            P -= lr * (S1/(1-b1^t)) / (sqrt(S2/(1-b2^t)) + eps)
+* ADAMW:    ADAM, plus P -= lr*decay*P_old on weight entries
+* ADAM_SK:  scikit-learn's form: P -= lr*sqrt(1-b2^t)/(1-b1^t) * S1/(sqrt(S2)+eps)
+"""
+
+import numpy as np
+
+from .codes import (ADAM, ADAM_SK, ADAMW, H_BETA1, H_BETA2, H_DECAY, H_EPS, H_LR,
+                    H_NESTEROV, MOMENTUM, RMSPROP, SGD)
+from .config import kernel
+
+
+@kernel
+def optimizer_update(code, P, G, S1, S2, wmask, hp, t):
+    """Apply one update of optimizer ``code`` to every parameter in place."""
+    f = P.dtype.type
+    lr = f(hp[H_LR])
+    b1 = f(hp[H_BETA1])
+    b2 = f(hp[H_BETA2])
+    eps = f(hp[H_EPS])
+    one = f(1.0)
+    n = P.shape[0]
+    if code == SGD:
+        if hp[H_NESTEROV] != 0.0:
+            for i in range(n):
+                v = b1 * S1[i] - lr * G[i]
+                S1[i] = v
+                P[i] += b1 * v - lr * G[i]
+        else:
+            for i in range(n):
+                v = b1 * S1[i] - lr * G[i]
+                S1[i] = v
+                P[i] += v
+    elif code == MOMENTUM:
+        for i in range(n):
+            v = b1 * S1[i] + (one - b1) * G[i]
+            S1[i] = v
+            P[i] -= lr * v
+    elif code == RMSPROP:
+        for i in range(n):
+            g = G[i]
+            s = b1 * S1[i] + (one - b1) * g * g
+            S1[i] = s
+            P[i] -= lr * g / (np.sqrt(s) + eps)
+    elif code == ADAM or code == ADAMW:
+        c1 = f(1.0 - hp[H_BETA1] ** t)
+        c2 = f(1.0 - hp[H_BETA2] ** t)
+        decay = f(hp[H_DECAY]) if code == ADAMW else f(0.0)
+        for i in range(n):
+            g = G[i]
+            m = b1 * S1[i] + (one - b1) * g
+            v = b2 * S2[i] + (one - b2) * g * g
+            S1[i] = m
+            S2[i] = v
+            u = (m / c1) / (np.sqrt(v / c2) + eps)
+            if wmask[i]:
+                u += decay * P[i]
+            P[i] -= lr * u
+    elif code == ADAM_SK:
+        step = f(hp[H_LR] * np.sqrt(1.0 - hp[H_BETA2] ** t) / (1.0 - hp[H_BETA1] ** t))
+        for i in range(n):
+            g = G[i]
+            m = b1 * S1[i] + (one - b1) * g
+            v = b2 * S2[i] + (one - b2) * g * g
+            S1[i] = m
+            S2[i] = v
+            P[i] -= step * m / (np.sqrt(v) + eps)
+
+
+@kernel
+def add_l2(P, G, wmask, l2):
+    """G += l2 * P on weight entries; returns 0.5 * l2 * sum(P^2) over them."""
+    c = P.dtype.type(l2)
+    s = 0.0
+    for i in range(P.shape[0]):
+        if wmask[i]:
+            p = P[i]
+            G[i] += c * p
+            s += p * p
+    return 0.5 * l2 * s

@@ -1,0 +1,415 @@
+"""Sequential: layer specs over one flat parameter buffer, labels, inference.
+
+Every layer's ``W``/``b`` (BatchNorm ``gamma``/``beta``) is a view into
+``model._params``; the optimizer's state is flat arrays of the same length, so
+one kernel call updates every layer. ``_spec``/``_fspec`` describe the network
+to the kernels (see ``kernels/codes.py``). Training lives in ``trainer.py``.
+"""
+
+import numpy as np
+
+from . import _validate, registry
+from . import optimizers as _optimizers
+from .data import as_features, as_targets_array, check_sample_weight
+from .kernels import codes
+from .kernels.losses import loss_grad
+from .kernels.network import predict_rows
+from .layers import BatchNorm, Dense, Dropout, Layer
+from .threads import blas_threads, limit_blas
+
+# layers whose in*out is at least this use BLAS gemm; smaller ones hand loops
+# (measured: below it a gemm call costs more than the loops' whole work)
+BLAS_MIN_WEIGHTS = 4096
+PREDICT_BLOCK = 1024
+
+
+class Sequential:
+    """A stack of layers trained by fastnn's compiled kernels.
+
+    ``input_dim`` may be omitted (taken from the first ``fit``); ``dtype`` is
+    "float32" or "float64"; ``seed`` fixes initial weights, shuffling and
+    dropout masks (bitwise-reproducible results whatever the thread count).
+    """
+
+    def __init__(self, layers=None, input_dim=None, dtype="float32", seed=None):
+        layers = [] if layers is None else layers
+        if not isinstance(layers, (list, tuple)):
+            raise TypeError(f"layers must be a list of layers, got {type(layers).__name__}")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}] must be a Dense, BatchNorm or Dropout layer, "
+                                f"got {type(layer).__name__}")
+        if len(set(map(id, layers))) != len(layers):
+            raise ValueError("layers must not contain the same layer object twice")
+        self.layers = list(layers)
+        self.dtype = np.dtype(registry.dtype_name(dtype))
+        self.seed = _validate.seed(seed)
+        self.input_dim = None
+        self.loss = None
+        self.optimizer = None
+        self.l2 = 0.0
+        self._l2_per_row = False
+        self._built = False
+        self._compiled = False
+        self._epoch = 0                 # epochs trained so far (schedules count on)
+        self._classes = None            # label values (classification)
+        self._y_ndim = None             # 1 or 2: the shape predictions take (mse/bce)
+        self._shuffle_rng = np.random.default_rng([self.seed, 1])
+        if input_dim is not None:
+            self._build(_validate.positive_int(input_dim, "input_dim"))
+
+    # ------------------------------------------------------------------ build
+    def add(self, layer):
+        """Append a layer (before the model is built)."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layer must be a Dense, BatchNorm or Dropout layer, "
+                            f"got {type(layer).__name__}")
+        if self._built:
+            raise ValueError("layers cannot be added after the model is built")
+        self.layers.append(layer)
+
+    def _check_layers(self):
+        if not self.layers:
+            raise ValueError("layers must contain at least one Dense layer")
+        if not isinstance(self.layers[-1], Dense):
+            raise ValueError("layers: the last layer must be Dense")
+        for i, layer in enumerate(self.layers[:-1]):
+            if isinstance(layer, Dense) and layer.activation == "softmax":
+                raise ValueError(f"layers[{i}]: activation='softmax' is only allowed on "
+                                 "the last layer, with loss='softmax_cross_entropy'")
+
+    def _build(self, n_in):
+        """Lay out parameters, state and the kernel tables for input width n_in."""
+        self._check_layers()
+        rng = np.random.default_rng(self.seed)
+        L = len(self.layers)
+        spec = np.zeros((L, codes.K_COLS), np.int64)
+        fspec = np.zeros((L, codes.F_COLS), np.float64)
+        use_blas = np.zeros(L, np.int64)
+        offsets, n_params, n_state = [], 0, 0
+        a_off, z_off, width = n_in, 0, n_in
+        widths = [n_in]
+        for l, layer in enumerate(self.layers):
+            shapes = layer._param_shapes(width)
+            offs = {}
+            for name, shape, _ in shapes:
+                offs[name] = n_params
+                n_params += int(np.prod(shape))
+            offsets.append(offs)
+            out = layer._output_width(width)
+            kind = {Dense: codes.DENSE, BatchNorm: codes.BATCHNORM, Dropout: codes.DROPOUT}[type(layer)]
+            spec[l, codes.K_KIND] = kind
+            spec[l, codes.K_IN] = width
+            spec[l, codes.K_OUT] = out
+            spec[l, codes.K_W] = offs.get("W", offs.get("gamma", -1))
+            spec[l, codes.K_B] = offs.get("b", offs.get("beta", -1))
+            spec[l, codes.K_A] = a_off
+            spec[l, codes.K_Z] = z_off
+            spec[l, codes.K_S] = n_state
+            if isinstance(layer, Dense):
+                act = layer.activation
+                spec[l, codes.K_ACT] = registry.ACTIVATIONS["identity" if act == "softmax" else act]
+                use_blas[l] = int(width * out >= BLAS_MIN_WEIGHTS)
+            elif isinstance(layer, BatchNorm):
+                fspec[l, codes.F_MOMENTUM] = layer.momentum
+                fspec[l, codes.F_EPS] = layer.eps
+                n_state += 2 * out
+            else:
+                fspec[l, codes.F_RATE] = layer.rate
+            a_off += out
+            z_off += out
+            width = out
+            widths.append(out)
+
+        params = np.zeros(n_params, self.dtype)
+        wmask = np.zeros(n_params, np.uint8)
+        state = np.zeros(n_state, self.dtype)
+        width = n_in
+        for l, layer in enumerate(self.layers):
+            for name, shape, is_weight in layer._param_shapes(width):
+                o = offsets[l][name]
+                view = params[o:o + int(np.prod(shape))].reshape(shape)
+                setattr(layer, name, view)
+                if is_weight:
+                    wmask[o:o + view.size] = 1
+            if isinstance(layer, Dense):
+                layer.W[...] = layer._initial_weights(rng, width, self.dtype)
+            elif isinstance(layer, BatchNorm):
+                layer.gamma[...] = 1
+                s = spec[l, codes.K_S]
+                layer.running_mean = state[s:s + width]
+                layer.running_var = state[s + width:s + 2 * width]
+                layer.running_var[...] = 1
+            width = layer._output_width(width)
+
+        self.input_dim = n_in
+        self._params, self._wmask, self._state = params, wmask, state
+        self._spec, self._fspec, self._use_blas = spec, fspec, use_blas
+        self._widths = widths
+        self._opt_state = None
+        self._built = True
+        if self._compiled:
+            self._apply_output_activation()
+
+    @property
+    def n_params(self):
+        """Number of trainable parameters (0 before the input width is known)."""
+        return int(self._params.size) if self._built else 0
+
+    @property
+    def n_outputs(self):
+        return self.layers[-1].units
+
+    # --------------------------------------------------------------- compile
+    def compile(self, loss="softmax_cross_entropy", optimizer="adam", l2=0.0):
+        """Choose the loss, the optimizer (instance or name) and the L2 factor:
+        the loss gains ``0.5 * l2 * sum(W**2)`` over weight matrices."""
+        loss = registry.loss_name(loss)
+        optimizer = _optimizers.get(optimizer)
+        l2 = _validate.real(l2, "l2", 0.0)
+        self._check_layers()
+        last = self.layers[-1].activation
+        if last == "softmax" and loss != "softmax_cross_entropy":
+            raise ValueError("loss: a final 'softmax' activation needs "
+                             "loss='softmax_cross_entropy'")
+        if loss == "binary_cross_entropy" and self.layers[-1].units < 1:
+            raise ValueError("loss: binary_cross_entropy needs a last layer with units >= 1")
+        if loss == "softmax_cross_entropy" and self.layers[-1].units < 2:
+            raise ValueError("loss: softmax_cross_entropy needs a last layer with at least "
+                             "2 units")
+        changed_task = self.loss is not None and (
+            (self.loss in registry.CLASSIFICATION_LOSSES) != (loss in registry.CLASSIFICATION_LOSSES)
+            or (self.loss == "softmax_cross_entropy") != (loss == "softmax_cross_entropy"))
+        self.loss, self.optimizer, self.l2 = loss, optimizer, l2
+        self._loss_code = registry.LOSSES[loss]
+        self._compiled = True
+        self._opt_state = None
+        if changed_task:
+            self._classes = None
+            self._y_ndim = None
+        if self._built:
+            self._apply_output_activation()
+        return self
+
+    def _apply_output_activation(self):
+        """A final sigmoid with binary cross-entropy (or softmax with softmax
+        cross-entropy) is fused into the loss: the kernel's last layer is linear."""
+        last = self.layers[-1]
+        fused = (last.activation == "softmax"
+                 or (last.activation == "sigmoid" and self.loss == "binary_cross_entropy"))
+        name = "identity" if fused else last.activation
+        self._spec[-1, codes.K_ACT] = registry.ACTIVATIONS[name]
+
+    @property
+    def is_classifier(self):
+        return self.loss in registry.CLASSIFICATION_LOSSES
+
+    # ---------------------------------------------------------------- labels
+    def _encode_targets(self, y, n, fitting):
+        """Float target matrix (n, k) for the loss; on the first fit also
+        records the label values (classification) or output shape (mse).
+        Returns (T, classes, y_ndim) without changing the model."""
+        k = self.n_outputs
+        classes, y_ndim = self._classes, self._y_ndim
+        y = as_targets_array(y, n)
+        if self.loss == "softmax_cross_entropy":
+            if y.ndim == 2 and y.shape[1] > 1:
+                if y.shape[1] != k:
+                    raise ValueError(f"y: one-hot rows have {y.shape[1]} columns but the last "
+                                     f"layer has {k} units")
+                if not np.issubdtype(y.dtype, np.number) and y.dtype != bool:
+                    raise ValueError("y: one-hot rows must be numeric")
+                T = np.asarray(y, dtype=self.dtype)
+                if not np.all(np.isfinite(T)) or np.any(T < 0):
+                    raise ValueError("y: one-hot rows must be finite and non-negative")
+                if classes is None:
+                    classes = np.arange(k)
+                return np.ascontiguousarray(T), classes, 2
+            y = y.reshape(-1) if y.ndim == 2 else y
+            if classes is None:
+                if y.dtype.kind in "iu" and y.size and y.min() >= 0 and y.max() < k:
+                    classes = np.arange(k, dtype=y.dtype)
+                else:
+                    classes = _unique_labels(y)
+                    if len(classes) > k:
+                        raise ValueError(f"y has {len(classes)} classes but the last layer has "
+                                         f"{k} units")
+                    if len(classes) < k:
+                        raise ValueError(f"y has {len(classes)} classes but the last layer has "
+                                         f"{k} units; use labels 0..{k - 1} or one-hot rows "
+                                         "when some classes are absent")
+            idx = _label_index(classes, y)
+            T = np.zeros((n, k), self.dtype)
+            T[np.arange(n), idx] = 1
+            return T, classes, 1
+        if self.loss == "binary_cross_entropy":
+            y2 = y.reshape(n, -1) if y.ndim == 1 else y
+            if y2.shape[1] != k:
+                raise ValueError(f"y has {y2.shape[1]} columns but the last layer has {k} units")
+            if y2.dtype == bool:
+                T = y2.astype(self.dtype)
+            elif np.issubdtype(y2.dtype, np.number):
+                T = y2.astype(self.dtype)
+                if not np.all((T == 0) | (T == 1)):
+                    raise ValueError("y: binary_cross_entropy needs labels in {0, 1}")
+            else:
+                raise ValueError(f"y: binary_cross_entropy needs labels in {{0, 1}}, got "
+                                 f"dtype {y2.dtype}")
+            if classes is None:
+                classes = np.array([0, 1], dtype=y.dtype)
+            return np.ascontiguousarray(T), classes, (y_ndim or y.ndim)
+        # regression
+        if y.dtype.kind not in "biuf":
+            raise ValueError(f"y: mse needs numeric targets, got dtype {y.dtype}")
+        y2 = y.reshape(n, -1) if y.ndim == 1 else y
+        if y2.shape[1] != k:
+            raise ValueError(f"y has {y2.shape[1]} columns but the last layer has {k} units")
+        T = np.ascontiguousarray(y2, dtype=self.dtype)
+        if not np.all(np.isfinite(T)):
+            raise ValueError("y contains NaN or infinite values")
+        return T, None, (y_ndim or y.ndim)
+
+    # ------------------------------------------------------------- inference
+    def _check_ready(self, X, argument="X"):
+        if not self._built or not self._compiled or (self.is_classifier and self._classes is None):
+            if not self._built or not self._compiled:
+                raise ValueError("the model must be compiled and fitted (or built with "
+                                 "input_dim) before predict/evaluate")
+        X = as_features(X, self.dtype, argument)
+        if X.shape[1] != self.input_dim:
+            raise ValueError(f"{argument} has {X.shape[1]} features but the model expects "
+                             f"{self.input_dim}")
+        return X
+
+    def _largest_product(self, rows):
+        w = self._widths
+        return max(rows * a * b for a, b in zip(w[:-1], w[1:]))
+
+    def _raw_outputs(self, X):
+        """The last layer's outputs (logits for classification), (n, k)."""
+        n = X.shape[0]
+        out = np.empty((n, self.n_outputs), self.dtype)
+        block = min(PREDICT_BLOCK, max(n, 1))
+        acts, work = self._workspace(block)
+        threads = blas_threads(self._largest_product(block)) if self._use_blas.any() else None
+        with limit_blas(threads):
+            predict_rows(X, self._spec, self._fspec, self._use_blas, self._params,
+                         self._state, np.empty_like(self._state), acts, work, block, out)
+        return out
+
+    def _workspace(self, rows):
+        total = sum(self._widths)
+        return (np.zeros(rows * total, self.dtype),
+                np.zeros(rows * (total - self._widths[0]), self.dtype))
+
+    def predict_proba(self, X):
+        """Class probabilities (n, n_classes), rows summing to 1; for binary
+        cross-entropy with one output, two columns ``[1 - p, p]``."""
+        X = self._check_ready(X)
+        if not self.is_classifier:
+            raise ValueError("predict_proba needs a classification loss")
+        Z = self._raw_outputs(X)
+        if self.loss == "softmax_cross_entropy":
+            Z = Z - Z.max(axis=1, keepdims=True)
+            np.exp(Z, out=Z)
+            Z /= Z.sum(axis=1, keepdims=True)
+            return Z
+        p = _sigmoid(Z)
+        if p.shape[1] == 1:
+            return np.hstack([1 - p, p])
+        return p
+
+    def predict(self, X):
+        """Class labels (classification, in the values given to fit) or
+        values (mse; shape (n,) when fit was given a 1-D y)."""
+        X = self._check_ready(X)
+        Z = self._raw_outputs(X)
+        if self.loss == "softmax_cross_entropy":
+            if self._classes is None:
+                return Z.argmax(axis=1)
+            return self._classes[Z.argmax(axis=1)]
+        if self.loss == "binary_cross_entropy":
+            labels = (Z >= 0).astype(np.int64)
+            if self._classes is not None:
+                labels = self._classes[labels]
+            return labels.reshape(-1) if (self._y_ndim == 1 and labels.shape[1] == 1) else labels
+        return Z.reshape(-1) if (self._y_ndim == 1 and Z.shape[1] == 1) else Z
+
+    def evaluate(self, X, y, sample_weight=None):
+        """{"loss": mean loss (l2 term included), "accuracy": ...(classification)}."""
+        X = self._check_ready(X)
+        n = X.shape[0]
+        T, _, _ = self._encode_targets(y, n, fitting=False)
+        sw = check_sample_weight(sample_weight, n, self.dtype)
+        Z = self._raw_outputs(X)
+        loss, correct = loss_grad(Z, T, sw, self._loss_code, np.empty_like(Z))
+        loss += self._l2_term()
+        out = {"loss": float(loss)}
+        if self.is_classifier:
+            out["accuracy"] = float(correct) / n
+        return out
+
+    def _l2_term(self, rows=None):
+        if self.l2 == 0:
+            return 0.0
+        W = self._params[self._wmask.astype(bool)].astype(np.float64)
+        l2 = self.l2 / rows if (self._l2_per_row and rows) else self.l2
+        return 0.5 * l2 * float(W @ W)
+
+    # --------------------------------------------------------------- training
+    def fit(self, X, y, batch_size=32, epochs=1, shuffle=True, validation_data=None,
+            lr_schedule=None, callbacks=None, verbose=0, sample_weight=None,
+            validation_split=0.0, class_weight=None):
+        """Train with shuffled minibatches; returns a ``History``."""
+        from .trainer import fit
+        return fit(self, X, y, batch_size=batch_size, epochs=epochs, shuffle=shuffle,
+                   validation_data=validation_data, lr_schedule=lr_schedule,
+                   callbacks=callbacks, verbose=verbose, sample_weight=sample_weight,
+                   validation_split=validation_split, class_weight=class_weight)
+
+    def save(self, path):
+        """Write the whole model (architecture, weights, optimizer state) to one
+        file, atomically; no pickle."""
+        from .io import save
+        save(self, path)
+
+    # ---------------------------------------------------------------- helpers
+    def get_weights(self):
+        """A copy of the flat parameter buffer."""
+        return self._params.copy() if self._built else np.zeros(0, self.dtype)
+
+    def summary(self):
+        lines = [f"Sequential(input_dim={self.input_dim}, dtype={self.dtype.name}, seed={self.seed})"]
+        lines += [f"  {layer!r}" for layer in self.layers]
+        lines.append(f"  parameters: {self.n_params}")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return (f"Sequential({self.layers!r}, input_dim={self.input_dim}, "
+                f"dtype={self.dtype.name!r}, seed={self.seed})")
+
+
+def _sigmoid(Z):
+    out = np.empty_like(Z)
+    pos = Z >= 0
+    out[pos] = 1 / (1 + np.exp(-Z[pos]))
+    e = np.exp(Z[~pos])
+    out[~pos] = e / (1 + e)
+    return out
+
+
+def _unique_labels(y):
+    try:
+        return np.unique(y)
+    except TypeError:
+        raise TypeError("y: labels must be of one sortable type") from None
+
+
+def _label_index(classes, y):
+    idx = np.searchsorted(classes, y)
+    idx = np.clip(idx, 0, len(classes) - 1)
+    bad = classes[idx] != y
+    if np.any(bad):
+        raise ValueError(f"y contains labels not seen in the first fit: "
+                         f"{np.unique(np.asarray(y)[bad])[:5].tolist()}")
+    return idx
