@@ -1,0 +1,107 @@
+"""Shared helpers for the core tests: run the compiled path on one batch, and
+mirror a fastnn model as a fastnn.reference model with the same weights."""
+
+import numpy as np
+
+import fastnn as fnn
+from fastnn import reference as ref
+from fastnn.kernels.network import network_backward, network_forward
+from fastnn.kernels.optimizers import add_l2
+from fastnn.kernels.losses import loss_grad
+from fastnn.trainer import _Buffers
+
+ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu",
+               "softplus"]
+
+
+def compiled_loss_and_grads(model, X, T, sw=None, step=1):
+    """(loss, grads, dropout masks) of one training-mode batch through the
+    kernels, without updating anything (BatchNorm running stats on a copy)."""
+    n, d = X.shape
+    buf = _Buffers(model, n)
+    buf.acts[:n * d] = np.ascontiguousarray(X, model.dtype).ravel()
+    state = model._state.copy()
+    out = network_forward(model._spec, model._fspec, model._params, state, buf.bnbuf,
+                          buf.acts, buf.work, n, True, model._use_blas, model.seed, step)
+    k = model.n_outputs
+    Z = buf.acts[out:out + n * k].reshape(n, k)
+    D = buf.d0[:n * k].reshape(n, k)
+    w = np.zeros(0, model.dtype) if sw is None else np.ascontiguousarray(sw, model.dtype)
+    loss, _ = loss_grad(Z, np.ascontiguousarray(T, model.dtype), w, model._loss_code, D)
+    network_backward(model._spec, model._fspec, model._params, buf.grads, buf.bnbuf,
+                     buf.acts, buf.work, n, model._use_blas, buf.d0, buf.d1)
+    if model.l2:
+        loss += add_l2(model._params, buf.grads, model._wmask, model.l2)
+    masks = {}
+    for l, layer in enumerate(model.layers):
+        if isinstance(layer, fnn.Dropout):
+            z = model._spec[l, 7] * n
+            w_ = model._spec[l, 2]
+            masks[l] = (buf.work[z:z + n * w_].reshape(n, w_) > 0)
+    return float(loss), buf.grads.copy(), masks
+
+
+def to_reference(model, masks=None):
+    """A fastnn.reference.Model with copies of ``model``'s current weights."""
+    layers = []
+    for l, layer in enumerate(model.layers):
+        if isinstance(layer, fnn.Dense):
+            act = layer.activation
+            if l == len(model.layers) - 1 and (
+                    act == "softmax" or (act == "sigmoid" and model.loss == "binary_cross_entropy")):
+                act = "identity"
+            b = layer.b.copy() if layer.use_bias else None
+            layers.append(ref.Dense(layer.W.copy(), b, activation=act,
+                                    use_bias=layer.use_bias))
+        elif isinstance(layer, fnn.BatchNorm):
+            layers.append(ref.BatchNorm(layer.gamma.copy(), layer.beta.copy(),
+                                        layer.running_mean.copy(), layer.running_var.copy(),
+                                        momentum=layer.momentum, eps=layer.eps))
+        else:
+            fixed = None if masks is None else masks.get(l)
+            layers.append(ref.Dropout(layer.rate, fixed_mask=fixed))
+    return ref.Model(layers, model.loss, l2=model.l2, l2_per_row=model._l2_per_row)
+
+
+def reference_flat(ref_model):
+    """The reference model's parameters in fastnn's flat-buffer order."""
+    parts = []
+    for layer in ref_model.layers:
+        if isinstance(layer, ref.Dense):
+            parts.append(layer.W.ravel())
+            if layer.use_bias:
+                parts.append(layer.b.ravel())
+        elif isinstance(layer, ref.BatchNorm):
+            parts += [layer.gamma.ravel(), layer.beta.ravel()]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def reference_flat_grads(ref_model):
+    parts = []
+    for layer in ref_model.layers:
+        if isinstance(layer, ref.Dense):
+            parts.append(layer.dW.ravel())
+            if layer.use_bias:
+                parts.append(layer.db.ravel())
+        elif isinstance(layer, ref.BatchNorm):
+            parts += [layer.dgamma.ravel(), layer.dbeta.ravel()]
+    return np.concatenate(parts)
+
+
+def reference_optimizer(opt):
+    cls = {"SGD": ref.SGD, "Momentum": ref.Momentum, "RMSProp": ref.RMSProp,
+           "Adam": ref.Adam, "AdamW": ref.AdamW, "_AdamSK": ref.AdamSK}[type(opt).__name__]
+    return cls(**opt.get_config())
+
+
+def targets(loss, rng, n, k, dtype):
+    """A float target matrix and the y that fit takes, for ``loss``."""
+    if loss == "softmax_cross_entropy":
+        y = rng.integers(0, k, n)
+        y[:min(n, k)] = np.arange(min(n, k))
+        return np.eye(k, dtype=dtype)[y], y
+    if loss == "binary_cross_entropy":
+        y = rng.integers(0, 2, (n, k))
+        return y.astype(dtype), (y if k > 1 else y[:, 0])
+    y = rng.normal(size=(n, k))
+    return y.astype(dtype), y
