@@ -21,6 +21,7 @@ from .threads import blas_threads, limit_blas
 # (measured: below it a gemm call costs more than the loops' whole work)
 BLAS_MIN_WEIGHTS = 4096
 PREDICT_BLOCK = 1024
+_KIND_CODES = {Dense: codes.DENSE, BatchNorm: codes.BATCHNORM, Dropout: codes.DROPOUT}
 
 
 class Sequential:
@@ -97,8 +98,7 @@ class Sequential:
                 n_params += int(np.prod(shape))
             offsets.append(offs)
             out = layer._output_width(width)
-            kind = {Dense: codes.DENSE, BatchNorm: codes.BATCHNORM, Dropout: codes.DROPOUT}[type(layer)]
-            spec[l, codes.K_KIND] = kind
+            spec[l, codes.K_KIND] = _KIND_CODES[type(layer)]
             spec[l, codes.K_IN] = width
             spec[l, codes.K_OUT] = out
             spec[l, codes.K_W] = offs.get("W", offs.get("gamma", -1))
@@ -177,9 +177,7 @@ class Sequential:
         if loss == "softmax_cross_entropy" and self.layers[-1].units < 2:
             raise ValueError("loss: softmax_cross_entropy needs a last layer with at least "
                              "2 units")
-        changed_task = self.loss is not None and (
-            (self.loss in registry.CLASSIFICATION_LOSSES) != (loss in registry.CLASSIFICATION_LOSSES)
-            or (self.loss == "softmax_cross_entropy") != (loss == "softmax_cross_entropy"))
+        changed_task = self.loss is not None and _task(self.loss) != _task(loss)
         self.loss, self.optimizer, self.l2 = loss, optimizer, l2
         self._loss_code = registry.LOSSES[loss]
         self._compiled = True
@@ -379,7 +377,8 @@ class Sequential:
         return self._params.copy() if self._built else np.zeros(0, self.dtype)
 
     def summary(self):
-        lines = [f"Sequential(input_dim={self.input_dim}, dtype={self.dtype.name}, seed={self.seed})"]
+        lines = [f"Sequential(input_dim={self.input_dim}, dtype={self.dtype.name}, "
+                 f"seed={self.seed})"]
         lines += [f"  {layer!r}" for layer in self.layers]
         lines.append(f"  parameters: {self.n_params}")
         return "\n".join(lines)
@@ -387,6 +386,11 @@ class Sequential:
     def __repr__(self):
         return (f"Sequential({self.layers!r}, input_dim={self.input_dim}, "
                 f"dtype={self.dtype.name!r}, seed={self.seed})")
+
+
+def _task(loss):
+    """Losses sharing a task share label encodings."""
+    return loss if loss in registry.CLASSIFICATION_LOSSES else "regression"
 
 
 def _sigmoid(Z):

@@ -5,9 +5,9 @@ import numpy as np
 
 import fastnn as fnn
 from fastnn import reference as ref
+from fastnn.kernels.losses import loss_grad
 from fastnn.kernels.network import network_backward, network_forward
 from fastnn.kernels.optimizers import add_l2
-from fastnn.kernels.losses import loss_grad
 from fastnn.trainer import _Buffers
 
 ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu",
@@ -47,8 +47,9 @@ def to_reference(model, masks=None):
     for l, layer in enumerate(model.layers):
         if isinstance(layer, fnn.Dense):
             act = layer.activation
-            if l == len(model.layers) - 1 and (
-                    act == "softmax" or (act == "sigmoid" and model.loss == "binary_cross_entropy")):
+            last = l == len(model.layers) - 1
+            if last and (act == "softmax"
+                         or (act == "sigmoid" and model.loss == "binary_cross_entropy")):
                 act = "identity"
             b = layer.b.copy() if layer.use_bias else None
             layers.append(ref.Dense(layer.W.copy(), b, activation=act,

@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
-from tests._core_helpers import (ACTIVATIONS, compiled_loss_and_grads, reference_flat_grads,
-                                 targets, to_reference)
+from tests._core_helpers import (
+    ACTIVATIONS,
+    compiled_loss_and_grads,
+    reference_flat_grads,
+    targets,
+    to_reference,
+)
 
 LOSSES = ["softmax_cross_entropy", "binary_cross_entropy", "mse", "half_mse"]
 

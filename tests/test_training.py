@@ -9,8 +9,13 @@ from hypothesis import strategies as st
 import fastnn as fnn
 from fastnn import optimizers as fopt
 from fastnn import reference as ref
-from tests._core_helpers import (ACTIVATIONS, reference_flat, reference_optimizer, targets,
-                                 to_reference)
+from tests._core_helpers import (
+    ACTIVATIONS,
+    reference_flat,
+    reference_optimizer,
+    targets,
+    to_reference,
+)
 
 OPTIMIZERS = [
     lambda: fnn.SGD(lr=0.05),
@@ -67,7 +72,9 @@ def test_float64_steps_match_reference(n_in, widths, act, loss, opt, n, batch, b
         y = T            # one-hot rows: every class present or not
     h, out, r = _run_both(m, X, y, T, epochs=2, batch_size=batch)
     np.testing.assert_allclose(h.batch_losses, out["batch_losses"], rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(m._params, reference_flat(r), rtol=1e-10, atol=1e-12)
+    # atol: a gradient that is zero in exact arithmetic (BatchNorm cancels it)
+    # is rounding noise ~1e-17, which RMSProp/Adam scale by lr/eps ~1e6
+    np.testing.assert_allclose(m._params, reference_flat(r), rtol=1e-10, atol=1e-9)
 
 
 @pytest.mark.parametrize("make_opt", OPTIMIZERS)

@@ -21,8 +21,23 @@ optimizer update, and records the batch loss. Nothing is allocated in it.
 import numpy as np
 
 from .activations import activation_backward, activation_forward
-from .codes import (BATCHNORM, DENSE, DROPOUT, F_EPS, F_MOMENTUM, F_RATE, K_A, K_ACT,
-                    K_B, K_IN, K_KIND, K_OUT, K_S, K_W, K_Z)
+from .codes import (
+    BATCHNORM,
+    DENSE,
+    DROPOUT,
+    F_EPS,
+    F_MOMENTUM,
+    F_RATE,
+    K_A,
+    K_ACT,
+    K_B,
+    K_IN,
+    K_KIND,
+    K_OUT,
+    K_S,
+    K_W,
+    K_Z,
+)
 from .config import kernel
 from .dense import dense_backward, dense_forward
 from .losses import loss_grad
@@ -153,7 +168,6 @@ def train_batches(X, T, sw, order, start, stop, batch_size,
     n_in = X.shape[1]
     k = T.shape[1]
     weighted = sw.shape[0] > 0
-    n_layers = spec.shape[0]
     done = 0
     for b0 in range(start, stop, batch_size):
         rows = min(batch_size, stop - b0)

@@ -16,8 +16,20 @@ those). ``hp`` holds the hyper-parameters (see codes.H_*), ``t`` the step count
 
 import numpy as np
 
-from .codes import (ADAM, ADAM_SK, ADAMW, H_BETA1, H_BETA2, H_DECAY, H_EPS, H_LR,
-                    H_NESTEROV, MOMENTUM, RMSPROP, SGD)
+from .codes import (
+    ADAM,
+    ADAM_SK,
+    ADAMW,
+    H_BETA1,
+    H_BETA2,
+    H_DECAY,
+    H_EPS,
+    H_LR,
+    H_NESTEROV,
+    MOMENTUM,
+    RMSPROP,
+    SGD,
+)
 from .config import kernel
 
 

@@ -1,0 +1,88 @@
+"""Same seed, same weights, bitwise, whatever the number of threads; and the
+kernels compile to one signature per dtype."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+
+SCRIPT = r"""
+import hashlib, json, sys
+import numpy as np
+import fastnn as fnn
+from fastnn import model as model_mod
+fnn.set_num_threads(int(sys.argv[1]))
+rng = np.random.default_rng(0)
+X = rng.normal(size=(1500, 96)).astype(sys.argv[2])
+y = (X[:, :3].sum(1) > 0).astype(int) + (X[:, 3] > 0)
+m = fnn.Sequential([fnn.Dense(160, activation="relu"), fnn.BatchNorm(), fnn.Dropout(0.1),
+                    fnn.Dense(64, activation="tanh"), fnn.Dense(3)], dtype=sys.argv[2], seed=3)
+m.compile("softmax_cross_entropy", fnn.Adam(1e-3), l2=1e-4)
+m.fit(X, y, batch_size=128, epochs=2)
+assert m._use_blas.any()
+p = m.predict_proba(X)
+print(json.dumps([hashlib.sha256(m.get_weights().tobytes()).hexdigest(),
+                  hashlib.sha256(p.tobytes()).hexdigest()]))
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bitwise_identical_with_one_and_two_threads(dtype):
+    outs = []
+    for threads in (1, 2, 1):
+        r = subprocess.run([sys.executable, "-c", SCRIPT, str(threads), dtype],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        outs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    assert outs[0] == outs[1] == outs[2]
+
+
+def test_set_num_threads_validates_and_restores():
+    from threadpoolctl import threadpool_info
+    X0 = np.random.default_rng(0).normal(size=(300, 80)).astype(np.float32)
+    before = {i["filepath"]: i["num_threads"] for i in threadpool_info()}
+    with pytest.raises(ValueError, match="n"):
+        fnn.set_num_threads(0)
+    with pytest.raises(TypeError, match="n"):
+        fnn.set_num_threads(1.5)
+    fnn.set_num_threads(1)
+    try:
+        X = X0
+        m = fnn.Sequential([fnn.Dense(64, activation="relu"), fnn.Dense(2)], seed=0)
+        m.compile("softmax_cross_entropy")
+        m.fit(X, (X[:, 0] > 0).astype(int), epochs=1)
+        assert fnn.get_num_threads() == 1
+    finally:
+        fnn.set_num_threads(None)
+    after = {i["filepath"]: i["num_threads"] for i in threadpool_info()}
+    assert {k: after[k] for k in before} == before
+
+
+def test_one_signature_per_dtype():
+    from fastnn.kernels import KERNELS
+    rng = np.random.default_rng(0)
+    for dtype in ("float32", "float64"):
+        for layers in ([fnn.Dense(4, activation="tanh"), fnn.BatchNorm(), fnn.Dropout(0.2),
+                        fnn.Dense(2)], [fnn.Dense(70, activation="relu"), fnn.Dense(70),
+                                        fnn.Dense(3)]):
+            X = rng.normal(size=(50, 3))
+            m = fnn.Sequential(layers, dtype=dtype, seed=0)
+            m.compile("softmax_cross_entropy", fnn.Adam(), l2=0.1)
+            m.fit(X, rng.integers(0, m.n_outputs, 50), batch_size=7, epochs=1,
+                  sample_weight=np.ones(50), validation_data=(X, rng.integers(0, 2, 50)))
+            m.predict_proba(X.astype(np.float32))
+    for k in KERNELS:
+        sigs = k.signatures
+        assert len(sigs) <= 2, (k.__name__, sigs)
+        dtypes = [str(s) for s in sigs]
+        assert len(set(dtypes)) == len(dtypes)
+
+
+def test_kernels_are_cached():
+    from fastnn.kernels import KERNELS
+    for k in KERNELS:
+        assert k._cache.__class__.__name__ == "FunctionCache", k.__name__
