@@ -15,12 +15,13 @@ from .kernels import codes
 from .kernels.losses import loss_grad
 from .kernels.network import predict_rows
 from .layers import BatchNorm, Dense, Dropout, Layer
-from .threads import blas_threads, limit_blas
+from .threads import single_threaded_blas
 
-# layers whose in*out is at least this use BLAS gemm; smaller ones hand loops
-# (measured: below it a gemm call costs more than the loops' whole work)
-BLAS_MIN_WEIGHTS = 4096
-PREDICT_BLOCK = 1024
+# a layer product of at least this many multiply-adds per batch goes to BLAS
+# gemm, smaller ones to the feature-major loops (measured on the 2-core
+# machine: below it the loops win or tie; above, gemm's blocking wins)
+BLAS_MIN_MACS = 4096
+PREDICT_BLOCK = 512
 _KIND_CODES = {Dense: codes.DENSE, BatchNorm: codes.BATCHNORM, Dropout: codes.DROPOUT}
 
 
@@ -109,7 +110,7 @@ class Sequential:
             if isinstance(layer, Dense):
                 act = layer.activation
                 spec[l, codes.K_ACT] = registry.ACTIVATIONS["identity" if act == "softmax" else act]
-                use_blas[l] = int(width * out >= BLAS_MIN_WEIGHTS)
+                use_blas[l] = 1
             elif isinstance(layer, BatchNorm):
                 fspec[l, codes.F_MOMENTUM] = layer.momentum
                 fspec[l, codes.F_EPS] = layer.eps
@@ -146,6 +147,7 @@ class Sequential:
         self._params, self._wmask, self._state = params, wmask, state
         self._spec, self._fspec, self._use_blas = spec, fspec, use_blas
         self._widths = widths
+        self._use_blas = self._blas_layers(32)   # reset per batch size by fit
         self._opt_state = None
         self._built = True
         if self._compiled:
@@ -279,6 +281,15 @@ class Sequential:
                              f"{self.input_dim}")
         return X
 
+    def _blas_layers(self, rows):
+        """Which layers use BLAS for batches of ``rows`` rows (int64 flags)."""
+        w = self._widths
+        flags = np.zeros(len(self.layers), np.int64)
+        for l, layer in enumerate(self.layers):
+            if isinstance(layer, Dense):
+                flags[l] = int(rows * w[l] * w[l + 1] >= BLAS_MIN_MACS)
+        return flags
+
     def _largest_product(self, rows):
         w = self._widths
         return max(rows * a * b for a, b in zip(w[:-1], w[1:]))
@@ -289,9 +300,9 @@ class Sequential:
         out = np.empty((n, self.n_outputs), self.dtype)
         block = min(PREDICT_BLOCK, max(n, 1))
         acts, work = self._workspace(block)
-        threads = blas_threads(self._largest_product(block)) if self._use_blas.any() else None
-        with limit_blas(threads):
-            predict_rows(X, self._spec, self._fspec, self._use_blas, self._params,
+        use_blas = self._blas_layers(block)
+        with single_threaded_blas(use_blas.any()):
+            predict_rows(X, self._spec, self._fspec, use_blas, self._params,
                          self._state, np.empty_like(self._state), acts, work, block, out)
         return out
 
@@ -339,13 +350,25 @@ class Sequential:
         n = X.shape[0]
         T, _, _ = self._encode_targets(y, n, fitting=False)
         sw = check_sample_weight(sample_weight, n, self.dtype)
-        Z = self._raw_outputs(X)
-        loss, correct = loss_grad(Z, T, sw, self._loss_code, np.empty_like(Z))
+        loss, correct = self._loss_of_outputs(self._raw_outputs(X), T, sw)
         loss += self._l2_term()
         out = {"loss": float(loss)}
         if self.is_classifier:
             out["accuracy"] = float(correct) / n
         return out
+
+    def _loss_of_outputs(self, Z, T, sw):
+        """(mean loss without l2, rows classified right) of raw outputs Z (n, k)
+        against float targets T (n, k); sw (n,) weights or empty."""
+        n, k = Z.shape
+        Zt = np.ascontiguousarray(Z.T).ravel()
+        Tt = np.ascontiguousarray(T.T, dtype=self.dtype).ravel()
+        w = np.zeros(7 * n, self.dtype)
+        if sw.size:
+            w[:n] = sw
+        loss, correct = loss_grad(Zt, 0, Tt, 0, w, sw.size > 0, k, n, self._loss_code,
+                                  np.empty_like(Zt), 0, w[n:])
+        return float(loss), float(correct)
 
     def _l2_term(self, rows=None):
         if self.l2 == 0:

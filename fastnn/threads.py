@@ -1,10 +1,21 @@
-"""Thread policy. fastnn's own loops are serial (a parallel fork-join costs
-more than a whole step of a small network, and Numba's spinning workers next to
-OpenBLAS threads were measured 50-130x slower); only BLAS ``gemm`` on wide
-layers uses threads. ``set_num_threads`` caps them; the default uses every
-core for products big enough to pay for it and one thread otherwise. The
-limit is applied with threadpoolctl around each fit/predict call and restored
-afterwards, so nothing global is left changed."""
+"""Thread policy.
+
+Results must be bitwise identical whatever the number of threads, and on
+small shared machines a second thread is often a loss. Measured here:
+
+* OpenBLAS's threaded gemm gives different bits with 1 and 2 threads for many
+  shapes (MNIST's 784x256 forward product among them), so inside fastnn BLAS
+  always runs on one thread; fastnn pins it for the duration of each
+  fit/predict call with threadpoolctl and restores it afterwards.
+* A Numba parallel fork-join costs 2-3 us (milliseconds in bad times), more
+  than a whole step of a small network, and Numba's spinning workers next to
+  OpenBLAS threads made an MNIST epoch 50-130x slower.
+
+So fastnn's kernels are serial, which is never slower than "one thread" by
+construction. ``set_num_threads`` records the cap a user wants; it is
+validated and kept for parallel kernels, which must partition work by
+problem size (never by thread count) to keep results identical.
+"""
 
 import contextlib
 import os
@@ -12,13 +23,11 @@ import os
 from . import _validate
 
 _num_threads = None
-# below this many multiply-adds per batch product a second BLAS thread costs
-# more in hand-off than it saves (measured on the 2-core machine)
-_MIN_FLOPS_PER_THREAD = 2_000_000
+_controller = None
 
 
 def set_num_threads(n):
-    """Cap the threads fastnn uses (None: the default policy)."""
+    """Cap the threads fastnn may use (None: the default policy)."""
     global _num_threads
     _num_threads = None if n is None else _validate.positive_int(n, "n")
 
@@ -35,21 +44,37 @@ def available_cores():
         return os.cpu_count() or 1
 
 
-def blas_threads(largest_product):
-    """Threads for BLAS given the largest per-batch product (multiply-adds)."""
-    if _num_threads is not None:
-        return _num_threads
-    if largest_product < _MIN_FLOPS_PER_THREAD:
-        return 1
-    return max(1, min(available_cores(), largest_product // _MIN_FLOPS_PER_THREAD))
+def _blas_controller():
+    """threadpoolctl's view of the BLAS libraries, scipy's included (the one
+    ``np.dot`` inside Numba calls), loaded once."""
+    global _controller
+    if _controller is None:
+        import scipy.linalg.cython_blas  # noqa: F401  (load scipy's OpenBLAS first)
+        from threadpoolctl import ThreadpoolController
+        _controller = ThreadpoolController()
+    return _controller
 
 
 @contextlib.contextmanager
-def limit_blas(n):
-    """Run the block with BLAS limited to ``n`` threads (None: leave it)."""
-    if n is None:
+def single_threaded_blas(active=True):
+    """Run the block with every BLAS library on one thread, then restore."""
+    if not active:
         yield
         return
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=n, user_api="blas"):
+    controller = _blas_controller()
+    if all(lib.num_threads == 1 for lib in controller.select(user_api="blas").lib_controllers):
         yield
+        return
+    with controller.limit(limits=1, user_api="blas"):
+        yield
+
+
+# names used by the trainer and the estimators: BLAS always gets one thread
+def blas_threads(largest_product):
+    """Threads for BLAS inside fastnn: always 1 (see the module docstring)."""
+    return 1
+
+
+def limit_blas(n):
+    """``single_threaded_blas`` when ``n`` is not None."""
+    return single_threaded_blas(n is not None)

@@ -1,9 +1,30 @@
 """The epoch loop: validation of fit's arguments, shuffling, schedules,
-callbacks, progress and History. Python runs once per epoch or per large slice
-of it; the minibatches themselves run inside one compiled call
-(``kernels.network.train_batches``)."""
+callbacks, progress, History, Ctrl-C and divergence. Python runs once per epoch
+or per large slice of it; the minibatches themselves run inside one compiled
+call (``kernels.network.train_batches``).
 
+Safe points. A compiled slice always applies whole minibatch updates, so the
+model is consistent between slices:
+
+* Ctrl-C: while ``fit`` runs in the main thread, the first SIGINT only sets a
+  flag; training stops after the current slice (a fraction of a second), the
+  model keeps the last completed update and ``fit`` returns the History so far
+  with ``stop_reason`` set. A second Ctrl-C raises KeyboardInterrupt at once.
+* Divergence: the kernel computes each batch's loss before applying its update
+  and stops at the first non-finite one without applying it. ``fit`` then
+  stops with a ``RuntimeWarning`` (and ``stop_reason``) and the model holds the
+  last finite weights; BatchNorm running statistics are rebuilt to match them
+  by replaying the epoch's finished batches from a snapshot (bitwise the same
+  updates).
+"""
+
+import copy
 import math
+import signal
+import sys
+import threading
+import time
+import warnings
 
 import numpy as np
 
@@ -15,14 +36,17 @@ from .kernels.network import train_batches
 from .threads import blas_threads, limit_blas
 
 # one compiled call handles about this many multiply-adds (a fraction of a
-# second), so progress, callbacks and Ctrl-C are seen a few times per epoch
+# second), so progress, callbacks and Ctrl-C are seen several times per epoch;
+# a row costs at least _MIN_FLOPS_PER_ROW (small nets are bound by per-row work)
 _FLOPS_PER_CALL = 3e8
+_MIN_FLOPS_PER_ROW = 1000
 
 
 class History:
     """``history``: dict of per-epoch lists (loss, accuracy, val_loss,
     val_accuracy, lr); ``batch_losses``: every minibatch's loss, in order;
-    ``epoch``: the model's epoch numbers trained by this fit."""
+    ``epoch``: the model's epoch numbers trained by this fit; ``stop_reason``:
+    None when every epoch ran, else why training stopped early."""
 
     def __init__(self):
         self.history = {}
@@ -52,7 +76,7 @@ class _Buffers:
         self.d0 = np.zeros(batch_size * max(widths), dtype)
         self.d1 = np.zeros_like(self.d0)
         self.tbuf = np.zeros(batch_size * model.n_outputs, dtype)
-        self.wbuf = np.zeros(batch_size, dtype)
+        self.wbuf = np.zeros(8 * batch_size, dtype)    # row weights, then loss scratch
         self.grads = np.zeros_like(model._params)
         self.bnbuf = np.zeros_like(model._state)
 
@@ -67,43 +91,105 @@ def _opt_state(model):
     return model._opt_state
 
 
-def _validation(model, validation_data, X, T, sw, validation_split, n, y):
-    """Split off validation rows; returns (X, T, sw, val) with val = (Xv, yv) or None."""
+# ------------------------------------------------------------------ checks
+def _encode_with(model, y, n, classes, y_ndim, argument):
+    """Encode validation targets with the label encoding this fit will commit
+    (the model itself is not touched)."""
+    view = copy.copy(model)
+    view._classes, view._y_ndim = classes, y_ndim
+    try:
+        T, _, _ = view._encode_targets(y, n, fitting=False)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"{argument}: {e}") from None
+    return T
+
+
+def _validation(model, validation_data, validation_split, X, T, sw, classes, y_ndim):
+    """Split off validation rows: (X, T, sw, val), val = (Xv, Tv, swv) or None.
+
+    ``validation_split`` holds out the last rows of X (before any shuffling),
+    as Keras does; pass ``validation_data`` for a stratified or random split."""
     if validation_data is not None and validation_split:
         raise ValueError("validation_data and validation_split cannot both be given")
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError("validation_data must be a tuple (X_val, y_val)")
+            raise ValueError("validation_data must be a tuple (X_val, y_val) or "
+                             "(X_val, y_val, sample_weight_val)")
         Xv = as_features(validation_data[0], model.dtype, "validation_data")
         if Xv.shape[1] != X.shape[1]:
             raise ValueError(f"validation_data has {Xv.shape[1]} features but X has "
                              f"{X.shape[1]}")
-        Tv, _, _ = model._encode_targets(validation_data[1], Xv.shape[0], fitting=False)
-        return X, T, sw, (Xv, Tv)
+        Tv = _encode_with(model, validation_data[1], Xv.shape[0], classes, y_ndim,
+                          "validation_data")
+        swv = (check_sample_weight(validation_data[2], Xv.shape[0], model.dtype,
+                                   "validation_data sample_weight")
+               if len(validation_data) == 3 else np.zeros(0, model.dtype))
+        return X, T, sw, (Xv, Tv, swv)
     split = _validate.real(validation_split, "validation_split", 0.0, 1.0, high_open=True)
     if split == 0:
         return X, T, sw, None
-    # a held-out tail, as Keras does: the last rows, before any shuffling
+    n = X.shape[0]
     n_val = int(math.ceil(n * split))
-    if n_val >= n or n_val == 0:
-        raise ValueError(f"validation_split={split} leaves no rows to train or validate on")
+    if n_val >= n:
+        raise ValueError(f"validation_split={split} leaves no rows to train on ({n} rows)")
     cut = n - n_val
-    val = (X[cut:], T[cut:])
+    val = (X[cut:], T[cut:], np.zeros(0, model.dtype))
+    if sw.size and not sw[:cut].sum() > 0:
+        raise ValueError("sample_weight: every training row left by validation_split has "
+                         "weight zero")
     return X[:cut], T[:cut], (sw[:cut] if sw.size else sw), val
 
 
+def _check_schedule(lr_schedule, first_epoch, epochs, lr0):
+    """Every learning rate this fit will use (with the current lr) is positive
+    and finite; else ValueError naming lr_schedule, before training starts."""
+    if lr_schedule is None:
+        return
+    for epoch in range(first_epoch, first_epoch + epochs):
+        try:
+            _scheduled_lr(lr_schedule, epoch, lr0)
+        except (TypeError, ValueError) as e:
+            msg = str(e) if str(e).startswith("lr_schedule") else f"lr_schedule failed: {e}"
+            raise type(e)(msg) from None
+
+
+def _scheduled_lr(lr_schedule, epoch, lr0):
+    lr = lr0 if lr_schedule is None else lr_schedule(epoch, lr0)
+    try:
+        ok = isinstance(lr, (int, float, np.integer, np.floating)) and not isinstance(lr, bool) \
+            and math.isfinite(lr) and lr > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        who = "lr_schedule" if lr_schedule is not None else "optimizer.lr"
+        raise ValueError(f"{who} gave learning rate {lr!r} at epoch {epoch}; it must be "
+                         "a positive finite number")
+    return float(lr)
+
+
+def _log_keys(model, has_val):
+    keys = ["loss"] + (["accuracy"] if model.is_classifier else [])
+    if has_val:
+        keys += ["val_loss"] + (["val_accuracy"] if model.is_classifier else [])
+    return keys + ["lr"]
+
+
+# ------------------------------------------------------------------ fit
 def fit(model, X, y, batch_size=32, epochs=1, shuffle=True, validation_data=None,
         lr_schedule=None, callbacks=None, verbose=0, sample_weight=None,
         validation_split=0.0, class_weight=None):
     """Train ``model`` (see ``Sequential.fit``). Every argument is checked before
-    anything in the model changes."""
+    anything in the model changes. The learning rate of an epoch is
+    ``lr_schedule(epoch, optimizer.lr)`` (or ``optimizer.lr``), with
+    ``optimizer.lr`` read at the start of every epoch, so a callback such as
+    ``ReduceLROnPlateau`` may lower it between epochs."""
     if not model._compiled:
         raise ValueError("the model must be compiled before fit (call model.compile)")
     batch_size = _validate.positive_int(batch_size, "batch_size")
     epochs = _validate.nonneg_int(epochs, "epochs")
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
-    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+    if isinstance(verbose, (bool, np.bool_)) or verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
     lr_schedule = _schedules.check(lr_schedule)
     cbs = CallbackList(callbacks)
@@ -115,100 +201,182 @@ def fit(model, X, y, batch_size=32, epochs=1, shuffle=True, validation_data=None
         model._check_layers()
     T, classes, y_ndim = model._encode_targets(y, n, fitting=True)
     sw = check_sample_weight(sample_weight, n, model.dtype)
+    X, T, sw, val = _validation(model, validation_data, validation_split, X, T, sw,
+                                classes, y_ndim)
     if class_weight is not None:
         sw = _apply_class_weight(model, class_weight, T, sw, classes)
-    X, T, sw, val = _validation(model, validation_data, X, T, sw, validation_split, n, y)
-    n = X.shape[0]
+    _check_schedule(lr_schedule, model._epoch, epochs, model.optimizer.lr)
+    cbs.check_keys(_log_keys(model, val is not None))
 
     # ---- from here on the model changes
     if not model._built:
         model._build(X.shape[1])
     model._classes, model._y_ndim = classes, y_ndim
-    opt = model.optimizer
-    state = _opt_state(model)
-    buf = getattr(model, "_buffers", None)
-    if buf is None or buf.batch_size != batch_size or buf.grads.size != model._params.size:
-        buf = model._buffers = _Buffers(model, batch_size)
-
-    bs = min(batch_size, n)
-    per_row = 6 * max(1, model._params.size)
-    batches_per_call = max(1, int(_FLOPS_PER_CALL // (per_row * bs)))
-    rows_per_call = batches_per_call * batch_size
-    n_batches = -(-n // batch_size)
-    threads = (blas_threads(model._largest_product(bs)) if model._use_blas.any() else None)
-
+    loop = _Loop(model, X, T, sw, batch_size)
     history = History()
-    all_losses = np.zeros(n_batches * epochs)
-    corrects = np.zeros(n_batches * epochs)
-    progress = _progress(verbose, n, epochs)
+    progress = _progress(verbose, X.shape[0], epochs)
     cbs.on_train_begin(model)
-    lr0 = opt.lr
-    stop = False
-    with limit_blas(threads):
-        for _ in range(epochs):
-            epoch = model._epoch
-            lr = float(lr_schedule(epoch, lr0)) if lr_schedule is not None else lr0
-            if not (lr > 0 and math.isfinite(lr)):
-                raise ValueError(f"lr_schedule returned {lr!r} at epoch {epoch}; "
-                                 "the learning rate must be positive and finite")
-            hp = opt._hyper(lr)
-            order = (model._shuffle_rng.permutation(n) if shuffle
-                     else np.arange(n, dtype=np.int64))
-            at = len(history.epoch) * n_batches
-            done = 0
-            progress.start(epoch)
-            for start in range(0, n, rows_per_call):
-                stop_row = min(n, start + rows_per_call)
-                want = -(-(stop_row - start) // batch_size)
-                bn_before = model._state.copy() if model._state.size else None
-                got = train_batches(
-                    X, T, sw, order, start, stop_row, batch_size,
-                    model._spec, model._fspec, model._use_blas, model._params, buf.grads,
-                    model._state, buf.bnbuf, buf.acts, buf.work, buf.d0, buf.d1,
-                    buf.tbuf, buf.wbuf, model._wmask, model.l2, model._l2_per_row,
-                    model._loss_code, opt.code, hp, state["s1"], state["s2"], state["t"],
-                    model.seed, all_losses, corrects, at + done)
-                done += got
-                progress.update(stop_row - start if got == want else got * batch_size,
-                                all_losses[at + done - 1] if done else float("nan"))
-                if got < want:
-                    if bn_before is not None:
-                        model._state[...] = bn_before
-                    history.stop_reason = (
-                        f"loss became {all_losses[at + done]!r} at epoch {epoch}, batch "
-                        f"{done}; training stopped with the last finite weights")
-                    stop = True
+    with _InterruptGuard() as interrupt, limit_blas(loop.threads):
+        try:
+            for _ in range(epochs):
+                reason = _one_epoch(model, loop, history, lr_schedule, shuffle, val,
+                                    progress, interrupt, cbs)
+                if reason is not None:
+                    history.stop_reason = reason
                     break
-            if stop:
-                history.batch_losses = all_losses[:at + done + 1].copy()
-                progress.close()
-                if verbose:
-                    print(history.stop_reason)
-                break
-            sizes = np.full(n_batches, batch_size, np.float64)
-            sizes[-1] = n - batch_size * (n_batches - 1)
-            logs = {"loss": float(all_losses[at:at + n_batches] @ sizes / n)}
-            if model.is_classifier:
-                logs["accuracy"] = float(corrects[at:at + n_batches].sum() / n)
-            if val is not None:
-                logs.update(_validate_epoch(model, *val))
-            logs["lr"] = lr
-            model._epoch += 1
-            history._append(epoch, logs)
-            history.batch_losses = all_losses[:at + n_batches].copy()
-            progress.end(epoch, logs)
-            if cbs.on_epoch_end(epoch, logs):
-                break
+        except KeyboardInterrupt:
+            # only when no SIGINT handler could be installed (not the main thread,
+            # or another handler in place); kernels still apply whole batches
+            history.stop_reason = loop.interrupted(model, len(history.epoch))
+        finally:
+            progress.close()
+    history.batch_losses = loop.batch_losses()
     cbs.on_train_end(model)
-    progress.close()
+    if history.stop_reason is not None and history.stop_reason.startswith("interrupted"):
+        print(f"fastnn: {history.stop_reason}", file=sys.stderr, flush=True)
     return history
 
 
-def _validate_epoch(model, Xv, Tv):
-    from .kernels.losses import loss_grad
-    Z = model._raw_outputs(Xv)
-    loss, correct = loss_grad(Z, Tv, np.zeros(0, model.dtype), model._loss_code,
-                              np.empty_like(Z))
+def _one_epoch(model, loop, history, lr_schedule, shuffle, val, progress, interrupt, cbs):
+    """Train one epoch and run the callbacks; returns a stop reason or None."""
+    epoch = model._epoch
+    lr = _scheduled_lr(lr_schedule, epoch, model.optimizer.lr)
+    n = loop.n
+    order = model._shuffle_rng.permutation(n) if shuffle else np.arange(n, dtype=np.int64)
+    progress.start(epoch)
+    t0 = time.perf_counter()
+    done, losses, corrects, diverged = loop.epoch(order, lr, progress, interrupt)
+    if diverged:
+        return loop.diverged(model, order, lr, epoch, done, losses[done])
+    if done < loop.n_batches:
+        return loop.interrupted(model, len(history.epoch), done)
+    logs = {"loss": float(losses @ loop.sizes / n)}
+    if model.is_classifier:
+        logs["accuracy"] = float(corrects.sum() / n)
+    if val is not None:
+        logs.update(_validate_epoch(model, *val))
+    logs["lr"] = lr
+    model._epoch += 1
+    history._append(epoch, logs)
+    progress.end(epoch, logs, time.perf_counter() - t0)
+    stoppers = cbs.on_epoch_end(epoch, logs)
+    if stoppers:
+        return f"stopped by {', '.join(stoppers)} after epoch {epoch}"
+    if interrupt.requested:
+        return loop.interrupted(model, len(history.epoch))
+    return None
+
+
+class _Loop:
+    """The compiled slices of one fit call: buffers, slice size, losses so far."""
+
+    def __init__(self, model, X, T, sw, batch_size):
+        self.model, self.X, self.T, self.sw = model, X, T, sw
+        self.n = n = X.shape[0]
+        self.batch_size = batch_size
+        self.state = _opt_state(model)
+        buf = getattr(model, "_buffers", None)
+        if buf is None or buf.batch_size != batch_size or buf.grads.size != model._params.size \
+                or buf.acts.dtype != model.dtype:
+            buf = model._buffers = _Buffers(model, batch_size)
+        self.buf = buf
+        bs = min(batch_size, n)
+        per_row = max(6 * model._params.size, _MIN_FLOPS_PER_ROW)
+        self.rows_per_call = max(1, int(_FLOPS_PER_CALL // (per_row * bs))) * batch_size
+        self.n_batches = -(-n // batch_size)
+        self.sizes = np.full(self.n_batches, batch_size, np.float64)
+        self.sizes[-1] = n - batch_size * (self.n_batches - 1)
+        model._use_blas = model._blas_layers(bs)
+        self.threads = 1 if model._use_blas.any() else None
+        self._losses = []            # one array per epoch (partial for the last)
+        self._t_epoch = int(self.state["t"][0])
+
+    def _call(self, order, start, stop, hp, losses, corrects, at):
+        m, b, s = self.model, self.buf, self.state
+        return train_batches(
+            self.X, self.T, self.sw, order, start, stop, self.batch_size,
+            m._spec, m._fspec, m._use_blas, m._params, b.grads, m._state, b.bnbuf,
+            b.acts, b.work, b.d0, b.d1, b.tbuf, b.wbuf, m._wmask, m.l2, m._l2_per_row,
+            m._loss_code, m.optimizer.code, hp, s["s1"], s["s2"], s["t"], m.seed,
+            losses, corrects, at)
+
+    def epoch(self, order, lr, progress, interrupt):
+        """Run the epoch's batches in slices. Returns (batches applied, losses,
+        corrects, diverged); stops early on divergence or a Ctrl-C request."""
+        m = self.model
+        self._snapshot = (m._params.copy(), m._state.copy(), self.state["s1"].copy(),
+                          self.state["s2"].copy(), self.state["t"].copy())
+        self._t_epoch = int(self.state["t"][0])
+        hp = m.optimizer._hyper(lr)
+        losses = np.zeros(self.n_batches)
+        corrects = np.zeros(self.n_batches)
+        self._losses.append(losses)
+        done = 0
+        for start in range(0, self.n, self.rows_per_call):
+            stop = min(self.n, start + self.rows_per_call)
+            want = -(-(stop - start) // self.batch_size)
+            got = self._call(order, start, stop, hp, losses, corrects, done)
+            done += got
+            progress.update(got * self.batch_size if got < want else stop - start,
+                            losses[done - 1] if done else float("nan"))
+            if got < want:
+                self._losses[-1] = losses[:done + 1]
+                return done, losses, corrects, True
+            if interrupt.requested:
+                self._losses[-1] = losses[:done]
+                return done, losses, corrects, False
+        return done, losses, corrects, False
+
+    def diverged(self, model, order, lr, epoch, done, loss):
+        """Leave the model with the weights (and matching BatchNorm statistics)
+        of the last finite update; warn; return the stop reason."""
+        if model._state.size or not np.isfinite(model._params).all():
+            self._replay(order, lr, done)
+            if not np.isfinite(model._params).all() and done > 0:
+                done -= 1          # that update itself produced non-finite weights
+                self._replay(order, lr, done)
+        msg = (f"loss became {float(loss)!r} at epoch {epoch}, batch {done}: training "
+               "stopped and the model keeps the weights of the last finite update "
+               "(try a lower learning rate, or check the data)")
+        if not np.isfinite(model._params).all():
+            msg = (f"loss became {float(loss)!r} at epoch {epoch}: training stopped, but the "
+                   "weights were already non-finite when the epoch began")
+        warnings.warn(f"fastnn: {msg}", RuntimeWarning, stacklevel=5)
+        return f"diverged: {msg}"
+
+    def _replay(self, order, lr, done):
+        """Restore the epoch-start snapshot and re-apply its first ``done``
+        batches: the same updates, bitwise (same order, steps and seed)."""
+        m = self.model
+        params, bn, s1, s2, t = self._snapshot
+        m._params[...] = params
+        m._state[...] = bn
+        self.state["s1"][...] = s1
+        self.state["s2"][...] = s2
+        self.state["t"][...] = t
+        if done:
+            scratch = np.zeros(done)
+            self._call(order, 0, min(self.n, done * self.batch_size),
+                       m.optimizer._hyper(lr), scratch, np.zeros(done), 0)
+
+    def interrupted(self, model, epochs_done, done=None):
+        if done is None:           # KeyboardInterrupt caught: count applied steps
+            done = int(self.state["t"][0]) - self._t_epoch
+            if self._losses and 0 <= done < self.n_batches:
+                self._losses[-1] = self._losses[-1][:done]
+        if 0 < done < self.n_batches:
+            where = f"after {done} of {self.n_batches} batches of epoch {model._epoch}"
+        else:
+            where = f"after {epochs_done} complete epoch(s)"
+        return (f"interrupted (Ctrl-C) {where}; the model holds the last completed "
+                "update")
+
+    def batch_losses(self):
+        return np.concatenate(self._losses) if self._losses else np.zeros(0)
+
+
+def _validate_epoch(model, Xv, Tv, swv):
+    loss, correct = model._loss_of_outputs(model._raw_outputs(Xv), Tv, swv)
     out = {"val_loss": float(loss) + model._l2_term()}
     if model.is_classifier:
         out["val_accuracy"] = float(correct) / Xv.shape[0]
@@ -216,23 +384,32 @@ def _validate_epoch(model, Xv, Tv):
 
 
 def _apply_class_weight(model, class_weight, T, sw, classes):
-    """Row weights = sample weights * weight of the row's class."""
+    """Row weights = sample weights * weight of the row's class. "balanced"
+    gives class c the weight n / (n_classes * count_c), as scikit-learn does;
+    a dict maps labels to weights (labels left out weigh 1)."""
     if not model.is_classifier:
         raise ValueError("class_weight needs a classification loss")
-    col = T.argmax(axis=1) if T.shape[1] > 1 else T[:, 0].astype(np.int64)
-    k = T.shape[1] if T.shape[1] > 1 else 2
+    if T.shape[1] == 1:
+        col, k = T[:, 0].astype(np.int64), 2
+    elif model.loss == "softmax_cross_entropy":
+        col, k = T.argmax(axis=1), T.shape[1]
+    else:
+        raise ValueError("class_weight needs a single-label target (binary_cross_entropy "
+                         "with several outputs is multi-label)")
     if isinstance(class_weight, str):
         if class_weight != "balanced":
             raise ValueError(f"class_weight={class_weight!r}: use a dict or 'balanced'")
         counts = np.bincount(col, minlength=k).astype(np.float64)
-        per_class = np.where(counts > 0, len(col) / (k * np.maximum(counts, 1)), 0.0)
+        present = int((counts > 0).sum())
+        per_class = np.where(counts > 0, len(col) / (present * np.maximum(counts, 1)), 0.0)
     elif isinstance(class_weight, dict):
         per_class = np.ones(k)
-        labels = list(classes) if classes is not None else list(range(k))
+        labels = np.asarray(classes).tolist() if classes is not None else list(range(k))
         for label, weight in class_weight.items():
-            matches = [i for i, c in enumerate(labels) if c == label]
+            matches = [i for i, c in enumerate(labels) if _same_label(c, label)]
             if not matches:
-                raise ValueError(f"class_weight has label {label!r} not in y")
+                raise ValueError(f"class_weight has label {label!r}, which is not a class "
+                                 f"of y ({labels[:10]})")
             per_class[matches[0]] = _validate.real(weight, f"class_weight[{label!r}]", 0.0)
     else:
         raise TypeError(f"class_weight must be a dict or 'balanced', got {class_weight!r}")
@@ -244,6 +421,39 @@ def _apply_class_weight(model, class_weight, T, sw, classes):
     return np.ascontiguousarray(w)
 
 
+def _same_label(a, b):
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+# ------------------------------------------------------------------ Ctrl-C
+class _InterruptGuard:
+    """Defers SIGINT while fit runs: the first Ctrl-C sets ``requested`` (the
+    loop stops at its next safe point); a second raises KeyboardInterrupt.
+    Installed only from the main thread over Python's default handler."""
+
+    def __enter__(self):
+        self.requested = False
+        self._old = None
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+# ------------------------------------------------------------------ progress
 class _NoProgress:
     def start(self, epoch):
         pass
@@ -251,44 +461,60 @@ class _NoProgress:
     def update(self, rows, loss):
         pass
 
-    def end(self, epoch, logs):
+    def end(self, epoch, logs, seconds):
         pass
 
     def close(self):
         pass
 
 
+def _fmt(logs):
+    return " - ".join(f"{k}: {v:.4g}" for k, v in logs.items())
+
+
 class _EpochLines(_NoProgress):
-    def end(self, epoch, logs):
-        print(f"epoch {epoch + 1}: " + " ".join(
-            f"{k}={v:.4g}" for k, v in logs.items()), flush=True)
+    """verbose=2: one line per epoch."""
+
+    def __init__(self, n, epochs):
+        self.n, self.epochs, self.count = n, epochs, 0
+
+    def end(self, epoch, logs, seconds):
+        self.count += 1
+        rate = self.n / seconds if seconds > 0 else float("inf")
+        print(f"epoch {epoch + 1} ({self.count}/{self.epochs}) - {seconds:.3g}s - "
+              f"{rate:,.0f} rows/s - {_fmt(logs)}", flush=True)
 
 
 class _Bar(_NoProgress):
-    """A tqdm bar per epoch over rows, with the loss and rows/s."""
+    """verbose=1: a tqdm bar per epoch over rows, with the loss and rows/s,
+    updated after every compiled slice (several times on long epochs)."""
 
     def __init__(self, n, epochs):
-        self.n, self.epochs, self.bar = n, epochs, None
+        self.n, self.epochs, self.bar, self.count = n, epochs, None, 0
 
     def start(self, epoch):
         from tqdm.auto import tqdm
-        self.bar = tqdm(total=self.n, desc=f"epoch {epoch + 1}", unit="rows",
-                        leave=True, dynamic_ncols=True, mininterval=0.2)
+        self.count += 1
+        self.bar = tqdm(total=self.n, desc=f"epoch {epoch + 1} ({self.count}/{self.epochs})",
+                        unit="rows", unit_scale=True, leave=True, dynamic_ncols=True,
+                        mininterval=0.2)
 
     def update(self, rows, loss):
+        self.bar.set_postfix_str(f"loss: {loss:.4g}", refresh=False)
         self.bar.update(rows)
-        self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
 
-    def end(self, epoch, logs):
-        self.bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
+    def end(self, epoch, logs, seconds):
+        self.bar.set_postfix_str(_fmt(logs), refresh=False)
         self.bar.close()
+        self.bar = None
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 def _progress(verbose, n, epochs):
     if verbose == 1:
         return _Bar(n, epochs)
-    return _EpochLines() if verbose == 2 else _NoProgress()
+    return _EpochLines(n, epochs) if verbose == 2 else _NoProgress()

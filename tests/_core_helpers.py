@@ -6,7 +6,7 @@ import numpy as np
 import fastnn as fnn
 from fastnn import reference as ref
 from fastnn.kernels.losses import loss_grad
-from fastnn.kernels.network import network_backward, network_forward
+from fastnn.kernels.network import input_rows, network_backward, network_forward
 from fastnn.kernels.optimizers import add_l2
 from fastnn.trainer import _Buffers
 
@@ -19,15 +19,18 @@ def compiled_loss_and_grads(model, X, T, sw=None, step=1):
     kernels, without updating anything (BatchNorm running stats on a copy)."""
     n, d = X.shape
     buf = _Buffers(model, n)
-    buf.acts[:n * d] = np.ascontiguousarray(X, model.dtype).ravel()
+    layout = X if input_rows(model._spec, model._use_blas) else X.T   # see network.py
+    buf.acts[:n * d] = np.ascontiguousarray(layout, model.dtype).ravel()
     state = model._state.copy()
     out = network_forward(model._spec, model._fspec, model._params, state, buf.bnbuf,
                           buf.acts, buf.work, n, True, model._use_blas, model.seed, step)
     k = model.n_outputs
-    Z = buf.acts[out:out + n * k].reshape(n, k)
-    D = buf.d0[:n * k].reshape(n, k)
-    w = np.zeros(0, model.dtype) if sw is None else np.ascontiguousarray(sw, model.dtype)
-    loss, _ = loss_grad(Z, np.ascontiguousarray(T, model.dtype), w, model._loss_code, D)
+    Tt = np.ascontiguousarray(T.T, model.dtype).ravel()
+    w = np.zeros(8 * n, model.dtype)
+    if sw is not None:
+        w[:n] = sw
+    loss, _ = loss_grad(buf.acts, out, Tt, 0, w, sw is not None, k, n, model._loss_code,
+                        buf.d0, 0, w[n:])
     network_backward(model._spec, model._fspec, model._params, buf.grads, buf.bnbuf,
                      buf.acts, buf.work, n, model._use_blas, buf.d0, buf.d1)
     if model.l2:
@@ -37,7 +40,7 @@ def compiled_loss_and_grads(model, X, T, sw=None, step=1):
         if isinstance(layer, fnn.Dropout):
             z = model._spec[l, 7] * n
             w_ = model._spec[l, 2]
-            masks[l] = (buf.work[z:z + n * w_].reshape(n, w_) > 0)
+            masks[l] = (buf.work[z:z + n * w_].reshape(w_, n).T > 0)
     return float(loss), buf.grads.copy(), masks
 
 

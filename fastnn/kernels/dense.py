@@ -1,78 +1,107 @@
-"""Dense layer products: hand-written loops for narrow layers, BLAS for wide.
+"""Dense layer products over feature-major buffers.
 
-A BLAS call costs a microsecond or more before it does any work, more than a
-whole narrow layer (2-3-3) takes, so narrow layers use loops whose innermost
-index runs over contiguous output units (it vectorises). Wide layers use
-``np.dot`` with an ``out`` buffer (scipy's OpenBLAS ``gemm``, no allocation).
-Which one a layer uses is decided once, from its shape, by the Python layer.
+Layout: a batch of ``rows`` rows of a width-``w`` activation is stored
+feature-major, ``buf[o + j*rows + i]`` = feature j of row i, so every inner
+loop runs over the batch, contiguous, and vectorises (the layout is
+"structure of arrays"; with one row it is the same as row-major). Weights
+``W`` (n_in, n_out) and bias ``b`` (n_out,) are row-major runs of the flat
+parameter buffer ``P`` at offsets ``wo`` and ``bo`` (``bo < 0``: no bias).
 
-Every reduction over batch rows (``db``, the hand-loop ``dW``) runs over rows
-in order; BLAS ``gemm`` splits work over output blocks, not over the summed
-dimension, so its results do not depend on the thread count either (tested).
+Narrow layers use these loops; wide ones ``np.dot`` (scipy's OpenBLAS gemm,
+into preallocated output, no allocation): a gemm call costs about 0.1 us
+before any work, which narrow layers cannot repay. The choice is the model's,
+by shape and batch size. Sums over rows (dW, db) use the fixed 8-lane order
+of ``reduce.py``; BLAS gemm splits work over output blocks, never over the
+summed dimension, so neither depends on the thread count (tested).
 """
 
 import numpy as np
 
 from .config import kernel
+from .reduce import lane_dot, lane_sum
 
 
 @kernel
-def dense_forward(X, W, b, has_bias, use_blas, Z):
-    """Z = X @ W + b.  X (n, in), W (in, out), b (out,), Z (n, out) written."""
-    n, n_in = X.shape
-    n_out = W.shape[1]
+def dense_forward(A, xo, n_in, P, wo, bo, n_out, rows, use_blas, Z, zo, x_rows):
+    """Z (n_out, rows) at Z[zo:] = W.T @ X + b, X (n_in, rows) at A[xo:].
+
+    ``x_rows`` (BLAS only): X is stored row-major (rows, n_in) instead, as the
+    gathered network input is; gemm takes the transpose for free."""
     if use_blas:
-        np.dot(X, W, Z)
-        if has_bias:
-            for i in range(n):
-                for j in range(n_out):
-                    Z[i, j] += b[j]
-        return
-    for i in range(n):
-        if has_bias:
-            for j in range(n_out):
-                Z[i, j] = b[j]
+        W = P[wo:wo + n_in * n_out].reshape((n_in, n_out))
+        Zv = Z[zo:zo + n_out * rows].reshape((n_out, rows))
+        if x_rows:
+            np.dot(W.T, A[xo:xo + n_in * rows].reshape((rows, n_in)).T, Zv)
         else:
+            np.dot(W.T, A[xo:xo + n_in * rows].reshape((n_in, rows)), Zv)
+        if bo >= 0:
             for j in range(n_out):
-                Z[i, j] = 0.0
+                bj = P[bo + j]
+                base = zo + j * rows
+                for i in range(rows):
+                    Z[base + i] += bj
+        return
+    zero = P.dtype.type(0.0)
+    if rows == 1:
+        for j in range(n_out):
+            Z[zo + j] = P[bo + j] if bo >= 0 else zero
         for k in range(n_in):
-            x = X[i, k]
+            x = A[xo + k]
+            wk = wo + k * n_out
             for j in range(n_out):
-                Z[i, j] += x * W[k, j]
+                Z[zo + j] += x * P[wk + j]
+        return
+    for j in range(n_out):
+        base = zo + j * rows
+        bj = P[bo + j] if bo >= 0 else zero
+        for i in range(rows):
+            Z[base + i] = bj
+        for k in range(n_in):
+            w = P[wo + k * n_out + j]
+            xb = xo + k * rows
+            for i in range(rows):
+                Z[base + i] += w * A[xb + i]
 
 
 @kernel
-def dense_backward(X, W, D, has_bias, use_blas, need_dx, dW, db, dX):
-    """Gradients of a dense layer given D = dLoss/dZ (n, out).
+def dense_backward(A, xo, n_in, P, wo, bo, n_out, rows, use_blas, D, do, G,
+                   need_dx, dX, dxo, x_rows):
+    """Gradients of a dense layer from D = dLoss/dZ (n_out, rows) at D[do:].
 
-    Writes dW = X.T @ D (in, out), db = sum over rows of D (out,), and, when
-    ``need_dx``, dX = D @ W.T (n, in).
+    Writes dW = X @ D.T into G[wo:] (n_in, n_out), db = row sums of D into
+    G[bo:], and when ``need_dx`` dX = W @ D (n_in, rows) into dX[dxo:].
+    ``x_rows`` as in ``dense_forward``.
     """
-    n, n_in = X.shape
-    n_out = W.shape[1]
-    if has_bias:
+    if bo >= 0:
         for j in range(n_out):
-            db[j] = 0.0
-        for i in range(n):
-            for j in range(n_out):
-                db[j] += D[i, j]
+            G[bo + j] = lane_sum(D, do + j * rows, rows)
     if use_blas:
-        np.dot(X.T, D, dW)
+        Dv = D[do:do + n_out * rows].reshape((n_out, rows))
+        dW = G[wo:wo + n_in * n_out].reshape((n_in, n_out))
+        if x_rows:
+            np.dot(A[xo:xo + n_in * rows].reshape((rows, n_in)).T, Dv.T, dW)
+        else:
+            np.dot(A[xo:xo + n_in * rows].reshape((n_in, rows)), Dv.T, dW)
         if need_dx:
-            np.dot(D, W.T, dX)
+            W = P[wo:wo + n_in * n_out].reshape((n_in, n_out))
+            np.dot(W, Dv, dX[dxo:dxo + n_in * rows].reshape((n_in, rows)))
         return
     for k in range(n_in):
+        xb = xo + k * rows
         for j in range(n_out):
-            dW[k, j] = 0.0
-    for i in range(n):
+            G[wo + k * n_out + j] = lane_dot(A, xb, D, do + j * rows, rows)
+    if not need_dx:
+        return
+    if rows == 1:
         for k in range(n_in):
-            x = X[i, k]
-            for j in range(n_out):
-                dW[k, j] += x * D[i, j]
-    if need_dx:
-        for i in range(n):
-            for k in range(n_in):
-                s = D.dtype.type(0.0)
-                for j in range(n_out):
-                    s += D[i, j] * W[k, j]
-                dX[i, k] = s
+            dX[dxo + k] = lane_dot(P, wo + k * n_out, D, do, n_out)
+        return
+    for k in range(n_in):
+        base = dxo + k * rows
+        for i in range(rows):
+            dX[base + i] = 0.0
+        for j in range(n_out):
+            w = P[wo + k * n_out + j]
+            db_ = do + j * rows
+            for i in range(rows):
+                dX[base + i] += w * D[db_ + i]

@@ -1,95 +1,149 @@
-"""Fused, numerically stable loss + output gradient.
+"""Fused, numerically stable loss + output gradient over feature-major buffers.
 
-``loss_grad(Z, T, w, code, D) -> (loss, correct)`` takes the last layer's raw outputs Z
-(n, k), float targets T (n, k) and row weights w ((n,) or empty for none), writes
-D = dLoss/dZ and returns the weighted mean over rows of the per-row loss:
+``loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do, S)`` takes the
+last layer's raw outputs Z (k, rows) at Z[zo:], float targets T (k, rows) at
+T[to:], row weights w[0:rows] (used when ``weighted``), writes D = dLoss/dZ at
+D[do:] and returns (loss, correct), the loss being the weighted mean over rows:
 
-* SOFTMAX_XENT: l_i = sum_j T_ij (lse_i - Z_ij), lse by log-sum-exp;
-  D_i = (softmax(Z_i) * sum_j T_ij - T_i) * w_i / sum(w).
+* SOFTMAX_XENT: l_i = sum_j T_ji (lse_i - Z_ji), lse by log-sum-exp;
+  D_i = (softmax(Z_i) * sum_j T_ji - T_i) * w_i / sum(w).
 * BINARY_XENT:  l_i = sum_j max(z,0) - z t + log1p(exp(-|z|));
   D = (sigmoid(Z) - T) * w_i / sum(w).
-* MSE / HALF_MSE: l_i = c * mean_j (Z_ij - T_ij)^2 with c = 1 or 1/2;
+* MSE / HALF_MSE: l_i = c * mean_j (Z_ji - T_ji)^2 with c = 1 or 1/2;
   D = 2c (Z - T) / k * w_i / sum(w).
 
 No clipping: the formulas are stable as written. A NaN or infinite output
 anywhere makes the loss NaN (``0 * sum(Z)`` is added), so divergence is seen.
-``correct`` counts the rows classified right (argmax of Z equals argmax of T;
-for binary, the fraction of columns where (z >= 0) == (t >= 0.5)); 0 for MSE.
+``correct`` counts rows classified right (argmax of Z equals argmax of T; for
+binary, the fraction of columns where (z >= 0) == (t >= 0.5)); 0 for MSE.
+``S`` is scratch of at least 6 * rows. Every loop runs over the batch.
 """
 
-import math
-
-from .codes import BINARY_XENT, HALF_MSE, MSE, SOFTMAX_XENT
+from .codes import BINARY_XENT, HALF_MSE, SOFTMAX_XENT
 from .config import kernel
-from .mathfn import fast_exp, fast_sigmoid
+from .mathfn import fast_exp, fast_log, fast_log1p, fast_sigmoid
+from .reduce import lane_dot, lane_sum
 
 
 @kernel
-def loss_grad(Z, T, w, code, D):
-    """(loss of the batch, rows classified right); D = dLoss/dZ written."""
-    n, k = Z.shape
-    weighted = w.shape[0] > 0
-    wsum = 0.0
-    if weighted:
-        for i in range(n):
-            wsum += w[i]
+def _argmax_rows(Z, zo, k, rows, best, idx):
+    """best[i], idx[i] = max and argmax over j of Z (k, rows) at Z[zo:] (first wins)."""
+    f = Z.dtype.type
+    for i in range(rows):
+        best[i] = Z[zo + i]
+        idx[i] = f(0.0)
+    for j in range(1, k):
+        fj = f(j)
+        zb = zo + j * rows
+        for i in range(rows):
+            z = Z[zb + i]
+            gt = z > best[i]
+            best[i] = z if gt else best[i]
+            idx[i] = fj if gt else idx[i]
+
+
+@kernel
+def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do, S):
+    """(loss of the batch, rows classified right); D = dLoss/dZ written.
+
+    Each loop touches at most four arrays, so LLVM can vectorise it over the
+    batch (more arrays than that exceed its runtime alias-check budget)."""
+    f = Z.dtype.type
+    zero = f(0.0)
+    one = f(1.0)
+    wsum = lane_sum(w, 0, rows) if weighted else float(rows)
+    c = f(1.0 / wsum)
+    r = S[0:rows]                # per-row loss
+    a = S[rows:2 * rows]         # scratch
+    b = S[2 * rows:3 * rows]
+    e = S[3 * rows:4 * rows]
+    g = S[4 * rows:5 * rows]
+    h = S[5 * rows:6 * rows]
+    for i in range(rows):
+        r[i] = zero
+    if code == SOFTMAX_XENT:
+        _argmax_rows(Z, zo, k, rows, a, b)      # a = row max, b = argmax of Z
+        _argmax_rows(T, to, k, rows, g, h)      # h = argmax of T
+        for i in range(rows):
+            g[i] = one if b[i] == h[i] else zero
+        correct = float(lane_sum(g, 0, rows))
+        for i in range(rows):
+            b[i] = zero                          # b = sum exp, e = sum T
+            e[i] = zero
+        for j in range(k):
+            zb = zo + j * rows
+            db_ = do + j * rows
+            for i in range(rows):
+                x = fast_exp(Z[zb + i] - a[i])
+                D[db_ + i] = x
+                b[i] += x
+            tb = to + j * rows
+            for i in range(rows):
+                e[i] += T[tb + i]
+        for i in range(rows):
+            a[i] = a[i] + fast_log(b[i])      # a = lse
+            e[i] = e[i] / b[i]                # e = sum(T) / sum(exp)
+        if weighted:
+            for i in range(rows):
+                g[i] = w[i] * c
+        for j in range(k):
+            zb = zo + j * rows
+            tb = to + j * rows
+            db_ = do + j * rows
+            for i in range(rows):
+                r[i] += T[tb + i] * (a[i] - Z[zb + i])
+            for i in range(rows):
+                D[db_ + i] = D[db_ + i] * e[i] - T[tb + i]
+            if weighted:
+                for i in range(rows):
+                    D[db_ + i] *= g[i]
+            else:
+                for i in range(rows):
+                    D[db_ + i] *= c
+    elif code == BINARY_XENT:
+        half = f(0.5)
+        inv_k = f(1.0 / k)
+        for i in range(rows):
+            h[i] = zero
+            g[i] = w[i] * c if weighted else c
+        for j in range(k):
+            zb = zo + j * rows
+            tb = to + j * rows
+            db_ = do + j * rows
+            for i in range(rows):
+                z = Z[zb + i]
+                az = z if z > zero else -z
+                a[i] = fast_log1p(fast_exp(-az)) + (z if z > zero else zero)
+            for i in range(rows):
+                r[i] += a[i] - Z[zb + i] * T[tb + i]
+            for i in range(rows):
+                z = Z[zb + i]
+                t = T[tb + i]
+                D[db_ + i] = fast_sigmoid(z) - t
+                h[i] += inv_k if (z >= zero) == (t >= half) else zero
+            for i in range(rows):
+                D[db_ + i] *= g[i]
+        correct = float(lane_sum(h, 0, rows))
     else:
-        wsum = float(n)
-    total = 0.0
-    check = 0.0
-    correct = 0.0
-    one = Z.dtype.type(1.0)
-    zero = Z.dtype.type(0.0)
-    for i in range(n):
-        wi = w[i] if weighted else 1.0
-        scale = Z.dtype.type(wi / wsum)
-        row = 0.0
-        if code == SOFTMAX_XENT:
-            m = Z[i, 0]
-            am = 0
-            tm = 0
-            for j in range(1, k):
-                if Z[i, j] > m:
-                    m = Z[i, j]
-                    am = j
-                if T[i, j] > T[i, tm]:
-                    tm = j
-            if am == tm:
-                correct += 1.0
-            s = zero
-            tsum = zero
-            for j in range(k):
-                e = fast_exp(Z[i, j] - m)
-                D[i, j] = e
-                s += e
-                tsum += T[i, j]
-            lse = m + math.log(s)
-            inv = one / s
-            for j in range(k):
-                row += T[i, j] * (lse - Z[i, j])
-                D[i, j] = (D[i, j] * inv * tsum - T[i, j]) * scale
-                check += Z[i, j]
-        elif code == BINARY_XENT:
-            for j in range(k):
-                z = Z[i, j]
-                t = T[i, j]
-                row += (z if z > zero else zero) - z * t + math.log1p(fast_exp(-abs(z)))
-                if (z >= zero) == (t >= 0.5):
-                    correct += 1.0 / k
-                D[i, j] = (fast_sigmoid(z) - t) * scale
-                check += z
-        else:
-            c = 0.5 if code == HALF_MSE else 1.0
-            g = Z.dtype.type(2.0 * c / k) * scale
-            for j in range(k):
-                diff = Z[i, j] - T[i, j]
-                row += diff * diff
-                D[i, j] = g * diff
-                check += Z[i, j]
-            row *= c / k
-        total += wi * row
-    return total / wsum + 0.0 * check, correct
-
-
-# MSE is listed so that the registry can refer to every code from here.
-LOSS_CODES = (SOFTMAX_XENT, BINARY_XENT, MSE, HALF_MSE)
+        cc = 0.5 if code == HALF_MSE else 1.0
+        g0 = f(2.0 * cc / k)
+        for i in range(rows):
+            g[i] = g0 * (w[i] * c) if weighted else g0 * c
+        for j in range(k):
+            zb = zo + j * rows
+            tb = to + j * rows
+            db_ = do + j * rows
+            for i in range(rows):
+                diff = Z[zb + i] - T[tb + i]
+                D[db_ + i] = diff
+            for i in range(rows):
+                diff = D[db_ + i]
+                r[i] += diff * diff
+                D[db_ + i] = diff * g[i]
+        scale = f(cc / k)
+        for i in range(rows):
+            r[i] *= scale
+        correct = 0.0
+    total = lane_dot(w, 0, r, 0, rows) if weighted else lane_sum(r, 0, rows)
+    check = lane_sum(Z, zo, k * rows)
+    return float(total) / wsum + 0.0 * float(check), correct

@@ -2,42 +2,33 @@
 
 The network is described by two tables built once by the model (see
 ``codes.K_*`` / ``codes.F_*``): ``spec`` (layers, K_COLS) int64 and ``fspec``
-(layers, F_COLS) float64. All buffers are flat and preallocated by the caller:
+(layers, F_COLS) float64. All buffers are flat, preallocated by the caller,
+and feature-major: a width-w slot for ``rows`` rows at per-row offset o holds
+feature j of row i at ``o*rows + j*rows + i`` (see dense.py).
 
 * ``params``/``grads`` (n_params,): every layer's W, b, gamma, beta;
 * ``state``: BatchNorm running mean and variance; ``bnbuf`` the same size, for
   the batch mean and 1/std kept for the backward pass;
 * ``acts``: slot 0 holds the gathered input batch, then one slot per layer
-  output, each ``rows * width`` long, at offset ``spec[l, K_A] * rows``;
+  output, at per-row offset ``spec[l, K_A]``; when the first layer is a
+  BLAS Dense layer the input slot is row-major instead (a plain row copy,
+  no transpose: gemm reads the transpose for free), see ``input_rows``;
 * ``work``: per layer, pre-activations (Dense), normalised inputs (BatchNorm)
-  or the mask (Dropout), at ``spec[l, K_Z] * rows``;
-* ``d0``/``d1``: two gradient buffers of max_rows * max_width, used in turn.
+  or the mask (Dropout), at per-row offset ``spec[l, K_Z]``;
+* ``d0``/``d1``: two gradient buffers of max_rows * max_width, used in turn;
+* ``tbuf`` targets (k, rows); ``wbuf`` row weights then loss scratch (8 * rows).
 
 ``train_batches`` runs many minibatches in one call: it gathers each batch by
-row index into the buffers, runs forward, the fused loss, backward and one
-optimizer update, and records the batch loss. Nothing is allocated in it.
+row index (transposing to feature-major), runs forward, the fused loss,
+backward and one optimizer update, and records the batch loss. Nothing is
+allocated in it.
 """
 
 import numpy as np
 
 from .activations import activation_backward, activation_forward
-from .codes import (
-    BATCHNORM,
-    DENSE,
-    DROPOUT,
-    F_EPS,
-    F_MOMENTUM,
-    F_RATE,
-    K_A,
-    K_ACT,
-    K_B,
-    K_IN,
-    K_KIND,
-    K_OUT,
-    K_S,
-    K_W,
-    K_Z,
-)
+from .codes import (BATCHNORM, DENSE, DROPOUT, F_EPS, F_MOMENTUM, F_RATE, K_A, K_ACT,
+                    K_B, K_IN, K_KIND, K_OUT, K_S, K_W, K_Z)
 from .config import kernel
 from .dense import dense_backward, dense_forward
 from .losses import loss_grad
@@ -46,8 +37,9 @@ from .optimizers import add_l2, optimizer_update
 
 
 @kernel
-def _view(buf, off, rows, cols):
-    return buf[off:off + rows * cols].reshape((rows, cols))
+def input_rows(spec, use_blas):
+    """Whether the input slot is row-major: the first layer is BLAS Dense."""
+    return spec[0, K_KIND] == DENSE and use_blas[0] != 0
 
 
 @kernel
@@ -64,33 +56,24 @@ def network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
         kind = spec[l, K_KIND]
         n_in = spec[l, K_IN]
         n_out = spec[l, K_OUT]
-        X = _view(acts, in_off, rows, n_in)
         a_off = spec[l, K_A] * rows
         z_off = spec[l, K_Z] * rows
-        A = _view(acts, a_off, rows, n_out)
-        Z = _view(work, z_off, rows, n_out)
+        size = rows * n_out
         if kind == DENSE:
-            w = spec[l, K_W]
-            W = params[w:w + n_in * n_out].reshape((n_in, n_out))
-            bo = spec[l, K_B]
-            has_bias = bo >= 0
-            b = params[bo:bo + n_out] if has_bias else params[0:0]
-            dense_forward(X, W, b, has_bias, use_blas[l] != 0, Z)
-            activation_forward(work[z_off:z_off + rows * n_out],
-                               acts[a_off:a_off + rows * n_out], spec[l, K_ACT])
+            dense_forward(acts, in_off, n_in, params, spec[l, K_W], spec[l, K_B], n_out,
+                          rows, use_blas[l] != 0, work, z_off,
+                          l == 0 and input_rows(spec, use_blas))
+            activation_forward(work[z_off:z_off + size], acts[a_off:a_off + size],
+                               spec[l, K_ACT])
         elif kind == BATCHNORM:
-            g = spec[l, K_W]
-            bo = spec[l, K_B]
-            s = spec[l, K_S]
-            batchnorm_forward(X, params[g:g + n_out], params[bo:bo + n_out], training,
-                              fspec[l, F_MOMENTUM], fspec[l, F_EPS],
-                              state[s:s + n_out], state[s + n_out:s + 2 * n_out],
-                              bnbuf[s:s + n_out], bnbuf[s + n_out:s + 2 * n_out], Z, A)
+            batchnorm_forward(acts, in_off, n_out, rows, params, spec[l, K_W], spec[l, K_B],
+                              training, fspec[l, F_MOMENTUM], fspec[l, F_EPS],
+                              state, spec[l, K_S], bnbuf, work, z_off, acts, a_off)
         elif kind == DROPOUT:
-            src = acts[in_off:in_off + rows * n_out]
-            dst = acts[a_off:a_off + rows * n_out]
+            src = acts[in_off:in_off + size]
+            dst = acts[a_off:a_off + size]
             if training and fspec[l, F_RATE] > 0.0:
-                M = work[z_off:z_off + rows * n_out]
+                M = work[z_off:z_off + size]
                 dropout_mask(M, fspec[l, F_RATE], seed, step, l)
                 dropout_apply(src, M, dst)
             else:
@@ -111,42 +94,82 @@ def network_backward(spec, fspec, params, grads, bnbuf, acts, work, rows, use_bl
         n_in = spec[l, K_IN]
         n_out = spec[l, K_OUT]
         in_off = spec[l - 1, K_A] * rows if l > 0 else 0
-        X = _view(acts, in_off, rows, n_in)
         z_off = spec[l, K_Z] * rows
         a_off = spec[l, K_A] * rows
-        D = _view(cur, 0, rows, n_out)
-        dX = _view(nxt, 0, rows, n_in)
+        size = rows * n_out
         need_dx = l > 0
         if kind == DENSE:
-            activation_backward(work[z_off:z_off + rows * n_out],
-                                acts[a_off:a_off + rows * n_out],
-                                cur[0:rows * n_out], spec[l, K_ACT])
-            w = spec[l, K_W]
-            W = params[w:w + n_in * n_out].reshape((n_in, n_out))
-            dW = grads[w:w + n_in * n_out].reshape((n_in, n_out))
-            bo = spec[l, K_B]
-            has_bias = bo >= 0
-            db = grads[bo:bo + n_out] if has_bias else grads[0:0]
-            dense_backward(X, W, D, has_bias, use_blas[l] != 0, need_dx, dW, db, dX)
+            activation_backward(work[z_off:z_off + size], acts[a_off:a_off + size],
+                                cur[0:size], spec[l, K_ACT])
+            dense_backward(acts, in_off, n_in, params, spec[l, K_W], spec[l, K_B], n_out,
+                           rows, use_blas[l] != 0, cur, 0, grads, need_dx, nxt, 0,
+                           l == 0 and input_rows(spec, use_blas))
         elif kind == BATCHNORM:
-            g = spec[l, K_W]
-            bo = spec[l, K_B]
-            s = spec[l, K_S]
-            batchnorm_backward(D, _view(work, z_off, rows, n_out), params[g:g + n_out],
-                               bnbuf[s + n_out:s + 2 * n_out], need_dx,
-                               grads[g:g + n_out], grads[bo:bo + n_out], dX)
+            batchnorm_backward(cur, 0, n_out, rows, work, z_off, params, spec[l, K_W],
+                               bnbuf, spec[l, K_S], grads, spec[l, K_B], need_dx, nxt, 0)
         elif kind == DROPOUT:
             if not need_dx:
                 pass
             elif fspec[l, F_RATE] > 0.0:
-                dropout_apply(cur[0:rows * n_out], work[z_off:z_off + rows * n_out],
-                              nxt[0:rows * n_out])
+                dropout_apply(cur[0:size], work[z_off:z_off + size], nxt[0:size])
             else:
-                nxt[0:rows * n_out] = cur[0:rows * n_out]
+                nxt[0:size] = cur[0:size]
         tmp = cur
         cur = nxt
         nxt = tmp
     return 0
+
+
+@kernel
+def gather_rows(X, order, b0, rows, out):
+    """out (d, rows) feature-major = X[order[b0:b0+rows]].T for X (n, d)."""
+    d = X.shape[1]
+    for i in range(rows):
+        r = order[b0 + i]
+        for j in range(d):
+            out[j * rows + i] = X[r, j]
+
+
+@kernel
+def gather_rows_rowmajor(X, order, b0, rows, out):
+    """out (rows, d) row-major = X[order[b0:b0+rows]] for X (n, d)."""
+    d = X.shape[1]
+    for i in range(rows):
+        r = order[b0 + i]
+        base = i * d
+        for j in range(d):
+            out[base + j] = X[r, j]
+
+
+@kernel
+def gather_block(X, b0, rows, out):
+    """out (d, rows) feature-major = X[b0:b0+rows].T for X (n, d)."""
+    d = X.shape[1]
+    for i in range(rows):
+        for j in range(d):
+            out[j * rows + i] = X[b0 + i, j]
+
+
+@kernel
+def load_input(spec, use_blas, X, b0, rows, acts):
+    """Rows X[b0:b0+rows] into the input slot, in the layout the network reads
+    (row-major when ``input_rows``, else feature-major)."""
+    if input_rows(spec, use_blas):
+        d = X.shape[1]
+        for i in range(rows):
+            for j in range(d):
+                acts[i * d + j] = X[b0 + i, j]
+    else:
+        gather_block(X, b0, rows, acts)
+
+
+@kernel
+def scatter_block(buf, off, rows, out, b0):
+    """out[b0:b0+rows] (rows, k) = the feature-major (k, rows) block at buf[off:]."""
+    k = out.shape[1]
+    for i in range(rows):
+        for j in range(k):
+            out[b0 + i, j] = buf[off + j * rows + i]
 
 
 @kernel
@@ -165,30 +188,27 @@ def train_batches(X, T, sw, order, start, stop, batch_size,
     Returns the number of batches done: fewer than asked means the loss of the
     next one was not finite, and that batch's update was not applied.
     """
-    n_in = X.shape[1]
     k = T.shape[1]
     weighted = sw.shape[0] > 0
+    x_rows = input_rows(spec, use_blas)
     done = 0
     for b0 in range(start, stop, batch_size):
         rows = min(batch_size, stop - b0)
-        Xb = _view(acts, 0, rows, n_in)
-        Tb = _view(tbuf, 0, rows, k)
-        for i in range(rows):
-            r = order[b0 + i]
-            for j in range(n_in):
-                Xb[i, j] = X[r, j]
-            for j in range(k):
-                Tb[i, j] = T[r, j]
-            if weighted:
-                wbuf[i] = sw[r]
-        wb = wbuf[0:rows] if weighted else wbuf[0:0]
+        if x_rows:
+            gather_rows_rowmajor(X, order, b0, rows, acts)
+        else:
+            gather_rows(X, order, b0, rows, acts)
+        gather_rows(T, order, b0, rows, tbuf)
+        if weighted:
+            for i in range(rows):
+                wbuf[i] = sw[order[b0 + i]]
         step = tstep[0] + 1
         out_off = network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
                                   True, use_blas, seed, step)
-        Z = _view(acts, out_off, rows, k)
-        D = _view(d0, 0, rows, k)
-        loss, correct = loss_grad(Z, Tb, wb, loss_code, D)
-        network_backward(spec, fspec, params, grads, bnbuf, acts, work, rows, use_blas, d0, d1)
+        loss, correct = loss_grad(acts, out_off, tbuf, 0, wbuf, weighted, k, rows,
+                                  loss_code, d0, 0, wbuf[rows:])
+        network_backward(spec, fspec, params, grads, bnbuf, acts, work, rows, use_blas,
+                         d0, d1)
         if l2 > 0.0:
             loss += add_l2(params, grads, wmask, l2 / rows if l2_per_row else l2)
         if not np.isfinite(loss):
@@ -207,18 +227,11 @@ def predict_rows(X, spec, fspec, use_blas, params, state, bnbuf, acts, work,
                  block, out):
     """Inference: out (n, k) = the network's last outputs for X (n, in),
     computed ``block`` rows at a time through the workspace."""
-    n, n_in = X.shape
-    k = out.shape[1]
+    n = X.shape[0]
     for b0 in range(0, n, block):
         rows = min(block, n - b0)
-        Xb = _view(acts, 0, rows, n_in)
-        for i in range(rows):
-            for j in range(n_in):
-                Xb[i, j] = X[b0 + i, j]
+        load_input(spec, use_blas, X, b0, rows, acts)
         off = network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
                               False, use_blas, 0, 0)
-        Z = _view(acts, off, rows, k)
-        for i in range(rows):
-            for j in range(k):
-                out[b0 + i, j] = Z[i, j]
+        scatter_block(acts, off, rows, out, b0)
     return 0

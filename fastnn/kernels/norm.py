@@ -1,6 +1,6 @@
 """BatchNorm and Dropout, forward and backward.
 
-BatchNorm (per column j of X (n, w)), training:
+Buffers are feature-major (see dense.py). BatchNorm (per feature j), training:
     mu = mean_i X, var = mean_i (X - mu)^2 (biased), inv = 1/sqrt(var + eps)
     XH = (X - mu) * inv,  Y = gamma * XH + beta
     running = momentum * running + (1 - momentum) * batch statistic
@@ -15,65 +15,66 @@ threads or on call order; backward dX = dY * M.
 import numpy as np
 
 from .config import kernel
+from .reduce import lane_dot, lane_sum
 
 
 @kernel
-def batchnorm_forward(X, gamma, beta, training, momentum, eps,
-                      run_mean, run_var, mean, inv, XH, Y):
-    """Y = gamma * XH + beta; in training also updates running stats in place
-    and keeps the batch ``mean``/``inv`` (w,) and ``XH`` (n, w) for backward."""
-    n, w = X.shape
-    if training:
-        for j in range(w):
-            mean[j] = 0.0
-            inv[j] = 0.0
-        for i in range(n):
-            for j in range(w):
-                mean[j] += X[i, j]
-        for j in range(w):
-            mean[j] /= n
-        for i in range(n):
-            for j in range(w):
-                d = X[i, j] - mean[j]
-                inv[j] += d * d
-        m = X.dtype.type(momentum)
-        for j in range(w):
-            var = inv[j] / n
-            run_mean[j] = m * run_mean[j] + (1 - m) * mean[j]
-            run_var[j] = m * run_var[j] + (1 - m) * var
-            inv[j] = 1.0 / np.sqrt(var + eps)
-        for i in range(n):
-            for j in range(w):
-                xh = (X[i, j] - mean[j]) * inv[j]
-                XH[i, j] = xh
-                Y[i, j] = gamma[j] * xh + beta[j]
-    else:
-        for j in range(w):
-            mean[j] = run_mean[j]
-            inv[j] = 1.0 / np.sqrt(run_var[j] + eps)
-        for i in range(n):
-            for j in range(w):
-                Y[i, j] = gamma[j] * ((X[i, j] - mean[j]) * inv[j]) + beta[j]
+def batchnorm_forward(A, xo, n, rows, P, go, beo, training, momentum, eps,
+                      state, so, bnbuf, XH, ho, Y, yo):
+    """Y (n, rows) at Y[yo:] from X (n, rows) at A[xo:] (feature-major);
+    gamma, beta at P[go:], P[beo:]; running mean, var at state[so:], state[so+n:].
+    In training keeps XH at XH[ho:] and the batch mean / 1/std in
+    bnbuf[so:], bnbuf[so+n:] for the backward pass."""
+    f = A.dtype.type
+    m = f(momentum)
+    one = f(1.0)
+    for j in range(n):
+        xb = xo + j * rows
+        hb = ho + j * rows
+        yb = yo + j * rows
+        g = P[go + j]
+        be = P[beo + j]
+        if training:
+            mu = lane_sum(A, xb, rows) / f(rows)
+            for i in range(rows):
+                XH[hb + i] = A[xb + i] - mu
+            var = lane_dot(XH, hb, XH, hb, rows) / f(rows)
+            inv = one / np.sqrt(var + f(eps))
+            state[so + j] = m * state[so + j] + (one - m) * mu
+            state[so + n + j] = m * state[so + n + j] + (one - m) * var
+            bnbuf[so + j] = mu
+            bnbuf[so + n + j] = inv
+            for i in range(rows):
+                xh = XH[hb + i] * inv
+                XH[hb + i] = xh
+                Y[yb + i] = g * xh + be
+        else:
+            mu = state[so + j]
+            inv = one / np.sqrt(state[so + n + j] + f(eps))
+            for i in range(rows):
+                Y[yb + i] = g * ((A[xb + i] - mu) * inv) + be
 
 
 @kernel
-def batchnorm_backward(dY, XH, gamma, inv, need_dx, dgamma, dbeta, dX):
-    """dgamma, dbeta (w,) written; dX (n, w) written when ``need_dx``."""
-    n, w = dY.shape
-    for j in range(w):
-        dgamma[j] = 0.0
-        dbeta[j] = 0.0
-    for i in range(n):
-        for j in range(w):
-            dgamma[j] += dY[i, j] * XH[i, j]
-            dbeta[j] += dY[i, j]
-    if not need_dx:
-        return
-    # sum_i dXH = gamma*dbeta and sum_i dXH*XH = gamma*dgamma
-    for i in range(n):
-        for j in range(w):
-            dX[i, j] = (gamma[j] * inv[j] / n) * (
-                n * dY[i, j] - dbeta[j] - XH[i, j] * dgamma[j])
+def batchnorm_backward(D, do, n, rows, XH, ho, P, go, bnbuf, so, G, beo,
+                       need_dx, dX, dxo):
+    """dgamma into G[go:], dbeta into G[beo:] (n,); dX (n, rows) at dX[dxo:]
+    when ``need_dx``. D = dLoss/dY (n, rows) at D[do:]."""
+    f = D.dtype.type
+    for j in range(n):
+        db_ = do + j * rows
+        hb = ho + j * rows
+        dg = lane_dot(D, db_, XH, hb, rows)
+        dbe = lane_sum(D, db_, rows)
+        G[go + j] = dg
+        G[beo + j] = dbe
+        if need_dx:
+            # sum_i dXH = gamma*dbeta and sum_i dXH*XH = gamma*dgamma
+            c = P[go + j] * bnbuf[so + n + j] / f(rows)
+            xb = dxo + j * rows
+            fr = f(rows)
+            for i in range(rows):
+                dX[xb + i] = c * (fr * D[db_ + i] - dbe - XH[hb + i] * dg)
 
 
 @kernel

@@ -66,8 +66,9 @@ def optimizer_update(code, P, G, S1, S2, wmask, hp, t):
             S1[i] = s
             P[i] -= lr * g / (np.sqrt(s) + eps)
     elif code == ADAM or code == ADAMW:
-        c1 = f(1.0 - hp[H_BETA1] ** t)
-        c2 = f(1.0 - hp[H_BETA2] ** t)
+        # reciprocals of the bias corrections: a multiply instead of a divide
+        ic1 = f(1.0 / (1.0 - hp[H_BETA1] ** t))
+        ic2 = f(1.0 / (1.0 - hp[H_BETA2] ** t))
         decay = f(hp[H_DECAY]) if code == ADAMW else f(0.0)
         for i in range(n):
             g = G[i]
@@ -75,7 +76,7 @@ def optimizer_update(code, P, G, S1, S2, wmask, hp, t):
             v = b2 * S2[i] + (one - b2) * g * g
             S1[i] = m
             S2[i] = v
-            u = (m / c1) / (np.sqrt(v / c2) + eps)
+            u = (m * ic1) / (np.sqrt(v * ic2) + eps)
             if wmask[i]:
                 u += decay * P[i]
             P[i] -= lr * u

@@ -1,0 +1,58 @@
+"""Sums over the batch with a fixed order that still vectorises.
+
+Feature-major buffers put a layer's batch in one contiguous run, so column
+sums (bias and weight gradients, BatchNorm statistics, the batch loss) are sums
+over a contiguous run. A plain loop ``s += a[i]`` cannot use SIMD without
+reassociation, which would let the compiler choose the order; here the order
+is written out: eight interleaved partial sums (one AVX register of float32),
+combined pairwise. The result depends only on the data, never on threads.
+"""
+
+from .config import kernel
+
+
+@kernel
+def lane_sum(a, off, n):
+    """sum(a[off:off+n]) in a fixed 8-lane order."""
+    z = a.dtype.type(0.0)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
+    i = 0
+    while i + 8 <= n:
+        p = off + i
+        s0 += a[p]
+        s1 += a[p + 1]
+        s2 += a[p + 2]
+        s3 += a[p + 3]
+        s4 += a[p + 4]
+        s5 += a[p + 5]
+        s6 += a[p + 6]
+        s7 += a[p + 7]
+        i += 8
+    while i < n:
+        s0 += a[off + i]
+        i += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@kernel
+def lane_dot(a, ao, b, bo, n):
+    """sum(a[ao:ao+n] * b[bo:bo+n]) in a fixed 8-lane order."""
+    z = a.dtype.type(0.0)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
+    i = 0
+    while i + 8 <= n:
+        p = ao + i
+        q = bo + i
+        s0 += a[p] * b[q]
+        s1 += a[p + 1] * b[q + 1]
+        s2 += a[p + 2] * b[q + 2]
+        s3 += a[p + 3] * b[q + 3]
+        s4 += a[p + 4] * b[q + 4]
+        s5 += a[p + 5] * b[q + 5]
+        s6 += a[p + 6] * b[q + 6]
+        s7 += a[p + 7] * b[q + 7]
+        i += 8
+    while i < n:
+        s0 += a[ao + i] * b[bo + i]
+        i += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
