@@ -86,3 +86,40 @@ def test_kernels_are_cached():
     from fastnn.kernels import KERNELS
     for k in KERNELS:
         assert k._cache.__class__.__name__ == "FunctionCache", k.__name__
+
+
+SPECIALISATIONS = r"""
+import sys
+import numpy as np
+from numba.core.registry import CPUDispatcher
+import fastnn as fnn
+rng = np.random.default_rng(0)
+X = rng.normal(size=(100, 3)).astype(np.float32)
+y = rng.integers(0, 3, 100)
+for layers in ([fnn.Dense(4, activation="tanh"), fnn.BatchNorm(), fnn.Dropout(0.2),
+                fnn.Dense(3)], [fnn.Dense(70, activation="relu"), fnn.Dense(3)]):
+    m = fnn.Sequential(layers, seed=0)
+    m.compile("softmax_cross_entropy", fnn.Adam(), l2=0.01)
+    m.fit(X, y, batch_size=16, epochs=1, validation_data=(X, y), sample_weight=np.ones(100))
+    m.predict(X)
+    m.evaluate(X, y)
+extra = []
+for name, mod in list(sys.modules.items()):
+    if name.startswith("fastnn.kernels."):
+        for obj in vars(mod).values():
+            if isinstance(obj, CPUDispatcher) and obj.__module__ == name \
+                    and len(obj.overloads) > 1:
+                extra.append(f"{name}.{obj.__name__}: {list(obj.overloads)}")
+print("\n".join(extra))
+sys.exit(1 if extra else 0)
+"""
+
+
+def test_no_kernel_compiles_twice_for_one_dtype(tmp_path):
+    """From an empty cache, every kernel (callees included) compiles once for
+    float32: literal arguments between kernels would each add a version."""
+    import os
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    r = subprocess.run([sys.executable, "-c", SPECIALISATIONS], capture_output=True,
+                       text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr

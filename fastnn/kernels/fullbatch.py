@@ -17,7 +17,9 @@ feature-major, as in ``network.py``.
 
 from .config import kernel
 from .losses import loss_grad
-from .network import gather_block, load_input, network_backward, network_forward
+from .network import (INFERENCE, gather_block, load_input, network_backward,
+                      network_forward)
+from .reduce import ZERO
 from .optimizers import add_l2
 
 
@@ -59,9 +61,9 @@ def fullbatch_loss_grad(X, T, sw, block, spec, fspec, use_blas, params, grads, g
             for i in range(rows):
                 wbuf[i] = sw[b0 + i]
         out_off = network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
-                                  False, use_blas, 0, 0)
-        block_loss, _ = loss_grad(acts, out_off, tbuf, 0, wbuf, weighted, k, rows,
-                                  loss_code, d0, 0, wbuf[rows:])
+                                  INFERENCE, use_blas, ZERO, ZERO)
+        block_loss, _ = loss_grad(acts, out_off, tbuf, ZERO, wbuf, weighted, k, rows,
+                                  loss_code, d0, ZERO, wbuf[rows:])
         f = d0.dtype.type(share * scale)
         for i in range(rows * k):
             d0[i] *= f

@@ -22,7 +22,7 @@ binary, the fraction of columns where (z >= 0) == (t >= 0.5)); 0 for MSE.
 from .codes import BINARY_XENT, HALF_MSE, SOFTMAX_XENT
 from .config import kernel
 from .mathfn import fast_exp, fast_log, fast_log1p, fast_sigmoid
-from .reduce import lane_dot, lane_sum
+from .reduce import ZERO, lane_dot, lane_sum
 
 
 @kernel
@@ -51,7 +51,7 @@ def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do, S):
     f = Z.dtype.type
     zero = f(0.0)
     one = f(1.0)
-    wsum = lane_sum(w, 0, rows) if weighted else float(rows)
+    wsum = lane_sum(w, ZERO, rows) if weighted else float(rows)
     c = f(1.0 / wsum)
     r = S[0:rows]                # per-row loss
     a = S[rows:2 * rows]         # scratch
@@ -66,7 +66,7 @@ def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do, S):
         _argmax_rows(T, to, k, rows, g, h)      # h = argmax of T
         for i in range(rows):
             g[i] = one if b[i] == h[i] else zero
-        correct = float(lane_sum(g, 0, rows))
+        correct = float(lane_sum(g, ZERO, rows))
         for i in range(rows):
             b[i] = zero                          # b = sum exp, e = sum T
             e[i] = zero
@@ -123,7 +123,7 @@ def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do, S):
                 h[i] += inv_k if (z >= zero) == (t >= half) else zero
             for i in range(rows):
                 D[db_ + i] *= g[i]
-        correct = float(lane_sum(h, 0, rows))
+        correct = float(lane_sum(h, ZERO, rows))
     else:
         cc = 0.5 if code == HALF_MSE else 1.0
         g0 = f(2.0 * cc / k)
@@ -144,6 +144,6 @@ def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do, S):
         for i in range(rows):
             r[i] *= scale
         correct = 0.0
-    total = lane_dot(w, 0, r, 0, rows) if weighted else lane_sum(r, 0, rows)
+    total = lane_dot(w, ZERO, r, ZERO, rows) if weighted else lane_sum(r, ZERO, rows)
     check = lane_sum(Z, zo, k * rows)
     return float(total) / wsum + 0.0 * float(check), correct

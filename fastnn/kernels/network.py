@@ -34,6 +34,13 @@ from .dense import dense_backward, dense_forward
 from .losses import loss_grad
 from .norm import batchnorm_backward, batchnorm_forward, dropout_apply, dropout_mask
 from .optimizers import add_l2, optimizer_update
+from .reduce import ZERO
+
+
+# Arguments handed from one kernel to another are typed, never literal
+# (``0`` or ``True`` would compile a separate specialisation per value).
+TRAINING = np.bool_(True)
+INFERENCE = np.bool_(False)
 
 
 @kernel
@@ -51,7 +58,7 @@ def network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
     BatchNorm uses batch statistics (and updates running ones) and Dropout
     draws its mask from (seed, step, layer)."""
     n_layers = spec.shape[0]
-    in_off = 0
+    in_off = ZERO
     for l in range(n_layers):
         kind = spec[l, K_KIND]
         n_in = spec[l, K_IN]
@@ -89,11 +96,12 @@ def network_backward(spec, fspec, params, grads, bnbuf, acts, work, rows, use_bl
     n_layers = spec.shape[0]
     cur = d0
     nxt = d1
+    zero = ZERO
     for l in range(n_layers - 1, -1, -1):
         kind = spec[l, K_KIND]
         n_in = spec[l, K_IN]
         n_out = spec[l, K_OUT]
-        in_off = spec[l - 1, K_A] * rows if l > 0 else 0
+        in_off = spec[l - 1, K_A] * rows if l > 0 else zero
         z_off = spec[l, K_Z] * rows
         a_off = spec[l, K_A] * rows
         size = rows * n_out
@@ -102,11 +110,11 @@ def network_backward(spec, fspec, params, grads, bnbuf, acts, work, rows, use_bl
             activation_backward(work[z_off:z_off + size], acts[a_off:a_off + size],
                                 cur[0:size], spec[l, K_ACT])
             dense_backward(acts, in_off, n_in, params, spec[l, K_W], spec[l, K_B], n_out,
-                           rows, use_blas[l] != 0, cur, 0, grads, need_dx, nxt, 0,
+                           rows, use_blas[l] != 0, cur, zero, grads, need_dx, nxt, zero,
                            l == 0 and input_rows(spec, use_blas))
         elif kind == BATCHNORM:
-            batchnorm_backward(cur, 0, n_out, rows, work, z_off, params, spec[l, K_W],
-                               bnbuf, spec[l, K_S], grads, spec[l, K_B], need_dx, nxt, 0)
+            batchnorm_backward(cur, zero, n_out, rows, work, z_off, params, spec[l, K_W],
+                               bnbuf, spec[l, K_S], grads, spec[l, K_B], need_dx, nxt, zero)
         elif kind == DROPOUT:
             if not need_dx:
                 pass
@@ -204,9 +212,9 @@ def train_batches(X, T, sw, order, start, stop, batch_size,
                 wbuf[i] = sw[order[b0 + i]]
         step = tstep[0] + 1
         out_off = network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
-                                  True, use_blas, seed, step)
-        loss, correct = loss_grad(acts, out_off, tbuf, 0, wbuf, weighted, k, rows,
-                                  loss_code, d0, 0, wbuf[rows:])
+                                  TRAINING, use_blas, seed, step)
+        loss, correct = loss_grad(acts, out_off, tbuf, ZERO, wbuf, weighted, k, rows,
+                                  loss_code, d0, ZERO, wbuf[rows:])
         network_backward(spec, fspec, params, grads, bnbuf, acts, work, rows, use_blas,
                          d0, d1)
         if l2 > 0.0:
@@ -232,6 +240,6 @@ def predict_rows(X, spec, fspec, use_blas, params, state, bnbuf, acts, work,
         rows = min(block, n - b0)
         load_input(spec, use_blas, X, b0, rows, acts)
         off = network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
-                              False, use_blas, 0, 0)
+                              INFERENCE, use_blas, ZERO, ZERO)
         scatter_block(acts, off, rows, out, b0)
     return 0

@@ -8,7 +8,13 @@ is written out: eight interleaved partial sums (one AVX register of float32),
 combined pairwise. The result depends only on the data, never on threads.
 """
 
+import numpy as np
+
 from .config import kernel
+
+# Offsets handed from one kernel to another must be typed, never literal: a
+# literal ``0`` would compile a separate specialisation of the callee.
+ZERO = np.int64(0)
 
 
 @kernel
