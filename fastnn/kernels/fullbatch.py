@@ -17,10 +17,9 @@ feature-major, as in ``network.py``.
 
 from .config import kernel
 from .losses import loss_grad
-from .network import (INFERENCE, gather_block, load_input, network_backward,
-                      network_forward)
-from .reduce import ZERO
+from .network import INFERENCE, gather_block, load_input, network_backward, network_forward
 from .optimizers import add_l2
+from .reduce import ZERO
 
 
 @kernel

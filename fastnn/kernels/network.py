@@ -27,15 +27,29 @@ allocated in it.
 import numpy as np
 
 from .activations import activation_backward, activation_forward
-from .codes import (BATCHNORM, DENSE, DROPOUT, F_EPS, F_MOMENTUM, F_RATE, K_A, K_ACT,
-                    K_B, K_IN, K_KIND, K_OUT, K_S, K_W, K_Z)
+from .codes import (
+    BATCHNORM,
+    DENSE,
+    DROPOUT,
+    F_EPS,
+    F_MOMENTUM,
+    F_RATE,
+    K_A,
+    K_ACT,
+    K_B,
+    K_IN,
+    K_KIND,
+    K_OUT,
+    K_S,
+    K_W,
+    K_Z,
+)
 from .config import kernel
 from .dense import dense_backward, dense_forward
 from .losses import loss_grad
 from .norm import batchnorm_backward, batchnorm_forward, dropout_apply, dropout_mask
 from .optimizers import add_l2, optimizer_update
 from .reduce import ZERO
-
 
 # Arguments handed from one kernel to another are typed, never literal
 # (``0`` or ``True`` would compile a separate specialisation per value).
