@@ -18,7 +18,7 @@ summed dimension, so neither depends on the thread count (tested).
 import numpy as np
 
 from .config import kernel
-from .reduce import lane_dot, lane_sum
+from .reduce import lane_dot, lane_sum, u64
 
 
 @kernel
@@ -36,31 +36,32 @@ def dense_forward(A, xo, n_in, P, wo, bo, n_out, rows, use_blas, Z, zo, x_rows):
             np.dot(W.T, A[xo:xo + n_in * rows].reshape((n_in, rows)), Zv)
         if bo >= 0:
             for j in range(n_out):
-                bj = P[bo + j]
+                bj = P[u64(bo + j)]
                 base = zo + j * rows
                 for i in range(rows):
-                    Z[base + i] += bj
+                    Z[u64(base + i)] += bj
         return
     zero = P.dtype.type(0.0)
     if rows == 1:
         for j in range(n_out):
-            Z[zo + j] = P[bo + j] if bo >= 0 else zero
+            Z[u64(zo + j)] = P[u64(bo + j)] if bo >= 0 else zero
         for k in range(n_in):
-            x = A[xo + k]
+            x = A[u64(xo + k)]
             wk = wo + k * n_out
             for j in range(n_out):
-                Z[zo + j] += x * P[wk + j]
+                Z[u64(zo + j)] += x * P[u64(wk + j)]
         return
     for j in range(n_out):
         base = zo + j * rows
-        bj = P[bo + j] if bo >= 0 else zero
+        bj = P[u64(bo + j)] if bo >= 0 else zero
+        w = P[u64(wo + j)]
         for i in range(rows):
-            Z[base + i] = bj
-        for k in range(n_in):
-            w = P[wo + k * n_out + j]
+            Z[u64(base + i)] = bj + w * A[u64(xo + i)]
+        for k in range(1, n_in):
+            w = P[u64(wo + k * n_out + j)]
             xb = xo + k * rows
             for i in range(rows):
-                Z[base + i] += w * A[xb + i]
+                Z[u64(base + i)] += w * A[u64(xb + i)]
 
 
 @kernel
@@ -74,7 +75,7 @@ def dense_backward(A, xo, n_in, P, wo, bo, n_out, rows, use_blas, D, do, G,
     """
     if bo >= 0:
         for j in range(n_out):
-            G[bo + j] = lane_sum(D, do + j * rows, rows)
+            G[u64(bo + j)] = lane_sum(D, do + j * rows, rows)
     if use_blas:
         Dv = D[do:do + n_out * rows].reshape((n_out, rows))
         dW = G[wo:wo + n_in * n_out].reshape((n_in, n_out))
@@ -89,19 +90,20 @@ def dense_backward(A, xo, n_in, P, wo, bo, n_out, rows, use_blas, D, do, G,
     for k in range(n_in):
         xb = xo + k * rows
         for j in range(n_out):
-            G[wo + k * n_out + j] = lane_dot(A, xb, D, do + j * rows, rows)
+            G[u64(wo + k * n_out + j)] = lane_dot(A, xb, D, do + j * rows, rows)
     if not need_dx:
         return
     if rows == 1:
         for k in range(n_in):
-            dX[dxo + k] = lane_dot(P, wo + k * n_out, D, do, n_out)
+            dX[u64(dxo + k)] = lane_dot(P, wo + k * n_out, D, do, n_out)
         return
     for k in range(n_in):
         base = dxo + k * rows
+        w = P[u64(wo + k * n_out)]
         for i in range(rows):
-            dX[base + i] = 0.0
-        for j in range(n_out):
-            w = P[wo + k * n_out + j]
+            dX[u64(base + i)] = w * D[u64(do + i)]
+        for j in range(1, n_out):
+            w = P[u64(wo + k * n_out + j)]
             db_ = do + j * rows
             for i in range(rows):
-                dX[base + i] += w * D[db_ + i]
+                dX[u64(base + i)] += w * D[u64(db_ + i)]

@@ -19,7 +19,7 @@ from .config import kernel
 from .losses import loss_grad
 from .network import INFERENCE, gather_block, load_input, network_backward, network_forward
 from .optimizers import add_l2
-from .reduce import ZERO
+from .reduce import ZERO, u64
 
 
 @kernel
@@ -48,7 +48,7 @@ def fullbatch_loss_grad(X, T, sw, block, spec, fspec, use_blas, params, grads, g
         bsum = 0.0
         if weighted:
             for i in range(rows):
-                bsum += sw[b0 + i]
+                bsum += sw[u64(b0 + i)]
             if bsum == 0.0:
                 continue
         else:
@@ -58,11 +58,11 @@ def fullbatch_loss_grad(X, T, sw, block, spec, fspec, use_blas, params, grads, g
         gather_block(T, b0, rows, tbuf)
         if weighted:
             for i in range(rows):
-                wbuf[i] = sw[b0 + i]
+                wbuf[i] = sw[u64(b0 + i)]
         out_off = network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
                                   INFERENCE, use_blas, ZERO, ZERO)
         block_loss, _ = loss_grad(acts, out_off, tbuf, ZERO, wbuf, weighted, k, rows,
-                                  loss_code, d0, ZERO, wbuf[rows:])
+                                  loss_code, d0, ZERO)
         f = d0.dtype.type(share * scale)
         for i in range(rows * k):
             d0[i] *= f

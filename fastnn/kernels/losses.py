@@ -1,9 +1,10 @@
 """Fused, numerically stable loss + output gradient over feature-major buffers.
 
-``loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do, S)`` takes the
-last layer's raw outputs Z (k, rows) at Z[zo:], float targets T (k, rows) at
-T[to:], row weights w[0:rows] (used when ``weighted``), writes D = dLoss/dZ at
-D[do:] and returns (loss, correct), the loss being the weighted mean over rows:
+``loss_grad(Z, zo, T, to, W, weighted, k, rows, code, D, do)`` takes the last
+layer's raw outputs Z (k, rows) at Z[zo:], float targets T (k, rows) at
+T[to:], row weights W[0:rows] (used when ``weighted``; W[rows:8*rows] is
+scratch), writes D = dLoss/dZ at D[do:] and returns (loss, correct), the loss
+being the weighted mean over rows:
 
 * SOFTMAX_XENT: l_i = sum_j T_ji (lse_i - Z_ji), lse by log-sum-exp;
   D_i = (softmax(Z_i) * sum_j T_ji - T_i) * w_i / sum(w).
@@ -16,13 +17,15 @@ No clipping: the formulas are stable as written. A NaN or infinite output
 anywhere makes the loss NaN (``0 * sum(Z)`` is added), so divergence is seen.
 ``correct`` counts rows classified right (argmax of Z equals argmax of T; for
 binary, the fraction of columns where (z >= 0) == (t >= 0.5)); 0 for MSE.
-``S`` is scratch of at least 6 * rows. Every loop runs over the batch.
+Every loop runs over the batch and touches at most four arrays (LLVM's
+runtime alias checks allow no more if it is to vectorise); scratch rows are
+separate slices (measured faster than offsets into one buffer).
 """
 
 from .codes import BINARY_XENT, HALF_MSE, SOFTMAX_XENT
 from .config import kernel
 from .mathfn import fast_exp, fast_log, fast_log1p, fast_sigmoid
-from .reduce import ZERO, lane_dot, lane_sum
+from .reduce import ZERO, lane_dot, lane_sum, u64
 
 
 @kernel
@@ -30,20 +33,20 @@ def _argmax_rows(Z, zo, k, rows, best, idx):
     """best[i], idx[i] = max and argmax over j of Z (k, rows) at Z[zo:] (first wins)."""
     f = Z.dtype.type
     for i in range(rows):
-        best[i] = Z[zo + i]
+        best[i] = Z[u64(zo + i)]
         idx[i] = f(0.0)
     for j in range(1, k):
         fj = f(j)
         zb = zo + j * rows
         for i in range(rows):
-            z = Z[zb + i]
+            z = Z[u64(zb + i)]
             gt = z > best[i]
             best[i] = z if gt else best[i]
             idx[i] = fj if gt else idx[i]
 
 
 @kernel
-def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do, S):
+def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do):
     """(loss of the batch, rows classified right); D = dLoss/dZ written.
 
     Each loop touches at most four arrays, so LLVM can vectorise it over the
@@ -53,6 +56,7 @@ def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do, S):
     one = f(1.0)
     wsum = lane_sum(w, ZERO, rows) if weighted else float(rows)
     c = f(1.0 / wsum)
+    S = w[rows:]                 # scratch after the row weights
     r = S[0:rows]                # per-row loss
     a = S[rows:2 * rows]         # scratch
     b = S[2 * rows:3 * rows]
@@ -74,12 +78,12 @@ def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do, S):
             zb = zo + j * rows
             db_ = do + j * rows
             for i in range(rows):
-                x = fast_exp(Z[zb + i] - a[i])
-                D[db_ + i] = x
+                x = fast_exp(Z[u64(zb + i)] - a[i])
+                D[u64(db_ + i)] = x
                 b[i] += x
             tb = to + j * rows
             for i in range(rows):
-                e[i] += T[tb + i]
+                e[i] += T[u64(tb + i)]
         for i in range(rows):
             a[i] = a[i] + fast_log(b[i])      # a = lse
             e[i] = e[i] / b[i]                # e = sum(T) / sum(exp)
@@ -91,15 +95,15 @@ def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do, S):
             tb = to + j * rows
             db_ = do + j * rows
             for i in range(rows):
-                r[i] += T[tb + i] * (a[i] - Z[zb + i])
+                r[i] += T[u64(tb + i)] * (a[i] - Z[u64(zb + i)])
             for i in range(rows):
-                D[db_ + i] = D[db_ + i] * e[i] - T[tb + i]
+                D[u64(db_ + i)] = D[u64(db_ + i)] * e[i] - T[u64(tb + i)]
             if weighted:
                 for i in range(rows):
-                    D[db_ + i] *= g[i]
+                    D[u64(db_ + i)] *= g[i]
             else:
                 for i in range(rows):
-                    D[db_ + i] *= c
+                    D[u64(db_ + i)] *= c
     elif code == BINARY_XENT:
         half = f(0.5)
         inv_k = f(1.0 / k)
@@ -111,18 +115,18 @@ def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do, S):
             tb = to + j * rows
             db_ = do + j * rows
             for i in range(rows):
-                z = Z[zb + i]
+                z = Z[u64(zb + i)]
                 az = z if z > zero else -z
                 a[i] = fast_log1p(fast_exp(-az)) + (z if z > zero else zero)
             for i in range(rows):
-                r[i] += a[i] - Z[zb + i] * T[tb + i]
+                r[i] += a[i] - Z[u64(zb + i)] * T[u64(tb + i)]
             for i in range(rows):
-                z = Z[zb + i]
-                t = T[tb + i]
-                D[db_ + i] = fast_sigmoid(z) - t
+                z = Z[u64(zb + i)]
+                t = T[u64(tb + i)]
+                D[u64(db_ + i)] = fast_sigmoid(z) - t
                 h[i] += inv_k if (z >= zero) == (t >= half) else zero
             for i in range(rows):
-                D[db_ + i] *= g[i]
+                D[u64(db_ + i)] *= g[i]
         correct = float(lane_sum(h, ZERO, rows))
     else:
         cc = 0.5 if code == HALF_MSE else 1.0
@@ -134,12 +138,12 @@ def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do, S):
             tb = to + j * rows
             db_ = do + j * rows
             for i in range(rows):
-                diff = Z[zb + i] - T[tb + i]
-                D[db_ + i] = diff
+                diff = Z[u64(zb + i)] - T[u64(tb + i)]
+                D[u64(db_ + i)] = diff
             for i in range(rows):
-                diff = D[db_ + i]
+                diff = D[u64(db_ + i)]
                 r[i] += diff * diff
-                D[db_ + i] = diff * g[i]
+                D[u64(db_ + i)] = diff * g[i]
         scale = f(cc / k)
         for i in range(rows):
             r[i] *= scale

@@ -49,7 +49,7 @@ from .dense import dense_backward, dense_forward
 from .losses import loss_grad
 from .norm import batchnorm_backward, batchnorm_forward, dropout_apply, dropout_mask
 from .optimizers import add_l2, optimizer_update
-from .reduce import ZERO
+from .reduce import ZERO, u64
 
 # Arguments handed from one kernel to another are typed, never literal
 # (``0`` or ``True`` would compile a separate specialisation per value).
@@ -147,9 +147,9 @@ def gather_rows(X, order, b0, rows, out):
     """out (d, rows) feature-major = X[order[b0:b0+rows]].T for X (n, d)."""
     d = X.shape[1]
     for i in range(rows):
-        r = order[b0 + i]
+        r = order[u64(b0 + i)]
         for j in range(d):
-            out[j * rows + i] = X[r, j]
+            out[u64(j * rows + i)] = X[u64(r), j]
 
 
 @kernel
@@ -157,10 +157,10 @@ def gather_rows_rowmajor(X, order, b0, rows, out):
     """out (rows, d) row-major = X[order[b0:b0+rows]] for X (n, d)."""
     d = X.shape[1]
     for i in range(rows):
-        r = order[b0 + i]
+        r = order[u64(b0 + i)]
         base = i * d
         for j in range(d):
-            out[base + j] = X[r, j]
+            out[u64(base + j)] = X[u64(r), j]
 
 
 @kernel
@@ -169,7 +169,7 @@ def gather_block(X, b0, rows, out):
     d = X.shape[1]
     for i in range(rows):
         for j in range(d):
-            out[j * rows + i] = X[b0 + i, j]
+            out[u64(j * rows + i)] = X[u64(b0 + i), j]
 
 
 @kernel
@@ -180,7 +180,7 @@ def load_input(spec, use_blas, X, b0, rows, acts):
         d = X.shape[1]
         for i in range(rows):
             for j in range(d):
-                acts[i * d + j] = X[b0 + i, j]
+                acts[u64(i * d + j)] = X[u64(b0 + i), j]
     else:
         gather_block(X, b0, rows, acts)
 
@@ -191,7 +191,7 @@ def scatter_block(buf, off, rows, out, b0):
     k = out.shape[1]
     for i in range(rows):
         for j in range(k):
-            out[b0 + i, j] = buf[off + j * rows + i]
+            out[u64(b0 + i), j] = buf[u64(off + j * rows + i)]
 
 
 @kernel
@@ -223,23 +223,23 @@ def train_batches(X, T, sw, order, start, stop, batch_size,
         gather_rows(T, order, b0, rows, tbuf)
         if weighted:
             for i in range(rows):
-                wbuf[i] = sw[order[b0 + i]]
+                wbuf[i] = sw[order[u64(b0 + i)]]
         step = tstep[0] + 1
         out_off = network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
                                   TRAINING, use_blas, seed, step)
         loss, correct = loss_grad(acts, out_off, tbuf, ZERO, wbuf, weighted, k, rows,
-                                  loss_code, d0, ZERO, wbuf[rows:])
+                                  loss_code, d0, ZERO)
         network_backward(spec, fspec, params, grads, bnbuf, acts, work, rows, use_blas,
                          d0, d1)
         if l2 > 0.0:
             loss += add_l2(params, grads, wmask, l2 / rows if l2_per_row else l2)
         if not np.isfinite(loss):
-            losses[loss_at + done] = loss
+            losses[u64(loss_at + done)] = loss
             return done
         tstep[0] = step
         optimizer_update(opt_code, params, grads, s1, s2, wmask, hp, step)
-        losses[loss_at + done] = loss
-        corrects[loss_at + done] = correct
+        losses[u64(loss_at + done)] = loss
+        corrects[u64(loss_at + done)] = correct
         done += 1
     return done
 

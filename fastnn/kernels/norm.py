@@ -15,7 +15,7 @@ threads or on call order; backward dX = dY * M.
 import numpy as np
 
 from .config import kernel
-from .reduce import lane_dot, lane_sum
+from .reduce import lane_dot, lane_sum, u64
 
 
 @kernel
@@ -32,27 +32,27 @@ def batchnorm_forward(A, xo, n, rows, P, go, beo, training, momentum, eps,
         xb = xo + j * rows
         hb = ho + j * rows
         yb = yo + j * rows
-        g = P[go + j]
-        be = P[beo + j]
+        g = P[u64(go + j)]
+        be = P[u64(beo + j)]
         if training:
             mu = lane_sum(A, xb, rows) / f(rows)
             for i in range(rows):
-                XH[hb + i] = A[xb + i] - mu
+                XH[u64(hb + i)] = A[u64(xb + i)] - mu
             var = lane_dot(XH, hb, XH, hb, rows) / f(rows)
             inv = one / np.sqrt(var + f(eps))
-            state[so + j] = m * state[so + j] + (one - m) * mu
-            state[so + n + j] = m * state[so + n + j] + (one - m) * var
-            bnbuf[so + j] = mu
-            bnbuf[so + n + j] = inv
+            state[u64(so + j)] = m * state[u64(so + j)] + (one - m) * mu
+            state[u64(so + n + j)] = m * state[u64(so + n + j)] + (one - m) * var
+            bnbuf[u64(so + j)] = mu
+            bnbuf[u64(so + n + j)] = inv
             for i in range(rows):
-                xh = XH[hb + i] * inv
-                XH[hb + i] = xh
-                Y[yb + i] = g * xh + be
+                xh = XH[u64(hb + i)] * inv
+                XH[u64(hb + i)] = xh
+                Y[u64(yb + i)] = g * xh + be
         else:
-            mu = state[so + j]
-            inv = one / np.sqrt(state[so + n + j] + f(eps))
+            mu = state[u64(so + j)]
+            inv = one / np.sqrt(state[u64(so + n + j)] + f(eps))
             for i in range(rows):
-                Y[yb + i] = g * ((A[xb + i] - mu) * inv) + be
+                Y[u64(yb + i)] = g * ((A[u64(xb + i)] - mu) * inv) + be
 
 
 @kernel
@@ -66,15 +66,15 @@ def batchnorm_backward(D, do, n, rows, XH, ho, P, go, bnbuf, so, G, beo,
         hb = ho + j * rows
         dg = lane_dot(D, db_, XH, hb, rows)
         dbe = lane_sum(D, db_, rows)
-        G[go + j] = dg
-        G[beo + j] = dbe
+        G[u64(go + j)] = dg
+        G[u64(beo + j)] = dbe
         if need_dx:
             # sum_i dXH = gamma*dbeta and sum_i dXH*XH = gamma*dgamma
-            c = P[go + j] * bnbuf[so + n + j] / f(rows)
+            c = P[u64(go + j)] * bnbuf[u64(so + n + j)] / f(rows)
             xb = dxo + j * rows
             fr = f(rows)
             for i in range(rows):
-                dX[xb + i] = c * (fr * D[db_ + i] - dbe - XH[hb + i] * dg)
+                dX[u64(xb + i)] = c * (fr * D[u64(db_ + i)] - dbe - XH[u64(hb + i)] * dg)
 
 
 @kernel

@@ -16,6 +16,11 @@ from .config import kernel
 # literal ``0`` would compile a separate specialisation of the callee.
 ZERO = np.int64(0)
 
+# Index flat buffers as ``buf[u64(offset + i)]``: with a signed index Numba
+# adds a negative-index wraparound test to every access, which stops LLVM
+# vectorising the loop (measured 4-10x slower on these loops).
+u64 = np.uint64
+
 
 @kernel
 def lane_sum(a, off, n):
@@ -25,17 +30,17 @@ def lane_sum(a, off, n):
     i = 0
     while i + 8 <= n:
         p = off + i
-        s0 += a[p]
-        s1 += a[p + 1]
-        s2 += a[p + 2]
-        s3 += a[p + 3]
-        s4 += a[p + 4]
-        s5 += a[p + 5]
-        s6 += a[p + 6]
-        s7 += a[p + 7]
+        s0 += a[u64(p)]
+        s1 += a[u64(p + 1)]
+        s2 += a[u64(p + 2)]
+        s3 += a[u64(p + 3)]
+        s4 += a[u64(p + 4)]
+        s5 += a[u64(p + 5)]
+        s6 += a[u64(p + 6)]
+        s7 += a[u64(p + 7)]
         i += 8
     while i < n:
-        s0 += a[off + i]
+        s0 += a[u64(off + i)]
         i += 1
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
@@ -49,16 +54,16 @@ def lane_dot(a, ao, b, bo, n):
     while i + 8 <= n:
         p = ao + i
         q = bo + i
-        s0 += a[p] * b[q]
-        s1 += a[p + 1] * b[q + 1]
-        s2 += a[p + 2] * b[q + 2]
-        s3 += a[p + 3] * b[q + 3]
-        s4 += a[p + 4] * b[q + 4]
-        s5 += a[p + 5] * b[q + 5]
-        s6 += a[p + 6] * b[q + 6]
-        s7 += a[p + 7] * b[q + 7]
+        s0 += a[u64(p)] * b[u64(q)]
+        s1 += a[u64(p + 1)] * b[u64(q + 1)]
+        s2 += a[u64(p + 2)] * b[u64(q + 2)]
+        s3 += a[u64(p + 3)] * b[u64(q + 3)]
+        s4 += a[u64(p + 4)] * b[u64(q + 4)]
+        s5 += a[u64(p + 5)] * b[u64(q + 5)]
+        s6 += a[u64(p + 6)] * b[u64(q + 6)]
+        s7 += a[u64(p + 7)] * b[u64(q + 7)]
         i += 8
     while i < n:
-        s0 += a[ao + i] * b[bo + i]
+        s0 += a[u64(ao + i)] * b[u64(bo + i)]
         i += 1
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
