@@ -83,6 +83,7 @@ def test_gradient_blas_path(act, monkeypatch):
     """Wide layers take the BLAS path; same gradients and FD agreement."""
     from fastnn import model as model_mod
     monkeypatch.setattr(model_mod, "BLAS_MIN_MACS", 1)
+    monkeypatch.setattr(model_mod, "BLAS_MIN_WEIGHTS", 1)
     m = _model(act, "softmax_cross_entropy", extra=(fnn.BatchNorm(),))
     assert m._use_blas[0] == 1
     X, T = _data("softmax_cross_entropy", m.n_outputs)
