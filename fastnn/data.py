@@ -27,10 +27,15 @@ def as_features(X, dtype, argument="X"):
         raise ValueError(f"{argument} must be 2-D (rows, features), got shape {X.shape}")
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"{argument} is empty (shape {X.shape})")
-    X = np.ascontiguousarray(X, dtype=dtype)
-    if not np.isfinite(X).all():
-        raise ValueError(f"{argument} contains NaN or infinite values")
-    return X
+    with np.errstate(over="ignore", invalid="ignore"):
+        Xc = np.ascontiguousarray(X, dtype=dtype)
+    if not np.isfinite(Xc).all():
+        if X.dtype.kind == "f" and not np.isfinite(X).all():
+            raise ValueError(f"{argument} contains NaN or infinite values")
+        raise ValueError(f"{argument} has values too large for {np.dtype(dtype).name}")
+    if not Xc.flags.writeable:      # a read-only array is another Numba type (a compile)
+        Xc = Xc.copy()
+    return Xc
 
 
 def as_targets_array(y, n, argument="y"):
@@ -47,6 +52,8 @@ def as_targets_array(y, n, argument="y"):
     if y.dtype.kind == "O":
         if any(v is None or (isinstance(v, float) and not np.isfinite(v)) for v in y.ravel()):
             raise ValueError(f"{argument} contains missing values")
+    if not y.flags.writeable:       # encoded targets reach the kernels: one Numba type
+        y = y.copy()
     return y
 
 
@@ -60,6 +67,8 @@ def check_sample_weight(sample_weight, n, dtype, argument="sample_weight"):
     if w.ndim != 1 or w.shape[0] != n:
         raise ValueError(f"{argument} must have shape ({n},), got {w.shape}")
     w = np.ascontiguousarray(w, dtype=dtype)
+    if not w.flags.writeable:
+        w = w.copy()
     if not np.isfinite(w).all() or (w < 0).any():
         raise ValueError(f"{argument} must be finite and non-negative")
     if not w.sum() > 0:

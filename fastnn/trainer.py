@@ -33,7 +33,7 @@ from . import schedules as _schedules
 from .callbacks import CallbackList
 from .data import as_features, check_sample_weight
 from .kernels.network import train_batches
-from .threads import blas_threads, limit_blas
+from .threads import limit_blas
 
 # one compiled call handles about this many multiply-adds (a fraction of a
 # second), so progress, callbacks and Ctrl-C are seen several times per epoch;

@@ -30,7 +30,7 @@ def compiled_loss_and_grads(model, X, T, sw=None, step=1):
     if sw is not None:
         w[:n] = sw
     loss, _ = loss_grad(buf.acts, out, Tt, 0, w, sw is not None, k, n, model._loss_code,
-                        buf.d0, 0, w[n:])
+                        buf.d0, 0)
     network_backward(model._spec, model._fspec, model._params, buf.grads, buf.bnbuf,
                      buf.acts, buf.work, n, model._use_blas, buf.d0, buf.d1)
     if model.l2:

@@ -1,0 +1,8 @@
+"""``python -m fastnn demo`` runs the same command as ``fastnn demo``."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
