@@ -347,6 +347,8 @@ class Sequential:
             if self._classes is not None:
                 labels = self._classes[labels]
             return labels.reshape(-1) if (self._y_ndim == 1 and labels.shape[1] == 1) else labels
+        if self.loss == "half_poisson":          # log link
+            Z = np.exp(Z)
         return Z.reshape(-1) if (self._y_ndim == 1 and Z.shape[1] == 1) else Z
 
     def evaluate(self, X, y, sample_weight=None):

@@ -145,11 +145,22 @@ def half_mse(Z, T, sample_weight=None):
     return float(c[:, 0] @ (0.5 * (D * D).mean(axis=1))), dZ
 
 
+def half_poisson(Z, T, sample_weight=None):
+    """scikit-learn's half Poisson deviance with a log link, summed over outputs:
+    l_i = sum_j exp(z) - t z + t log t - t (0 log 0 = 0); dZ = exp(Z) - T."""
+    P = np.exp(Z)
+    TlogT = np.where(T > 0, T * np.log(np.where(T > 0, T, 1)), 0).astype(Z.dtype)
+    per_row = (P - T * Z + TlogT - T).sum(axis=1)
+    c = _row_coefficients(Z, sample_weight)
+    return float(np.sum(c[:, 0] * per_row)), (P - T) * c
+
+
 LOSSES = {
     "softmax_cross_entropy": softmax_cross_entropy,
     "binary_cross_entropy": binary_cross_entropy,
     "mse": mse,
     "half_mse": half_mse,
+    "half_poisson": half_poisson,
 }
 
 

@@ -28,7 +28,9 @@ LOSSES = {
     "binary_cross_entropy": codes.BINARY_XENT,
     "mse": codes.MSE,
     "half_mse": codes.HALF_MSE,     # internal: scikit-learn's squared loss
+    "half_poisson": codes.HALF_POISSON,   # internal: scikit-learn's Poisson loss
 }
+INTERNAL_LOSSES = ("half_mse", "half_poisson")
 CLASSIFICATION_LOSSES = ("softmax_cross_entropy", "binary_cross_entropy")
 
 DTYPES = ("float32", "float64")
@@ -60,7 +62,7 @@ def init_name(value, argument="init"):
 def loss_name(value, argument="loss"):
     name = _name(value, argument)
     if name not in LOSSES:
-        public = [k for k in LOSSES if k != "half_mse"]
+        public = [k for k in LOSSES if k not in INTERNAL_LOSSES]
         raise ValueError(f"{argument}={value!r} is not a known loss; choose from {public}")
     return name
 

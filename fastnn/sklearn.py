@@ -86,7 +86,8 @@ Documented differences:
 * Predictions compute each row the same way whatever the other rows (so
   subsets and shuffled rows give bitwise the same outputs, as scikit-learn's
   checks demand to 1e-7): see ``_net_outputs``.
-* ``loss="poisson"`` (MLPRegressor) is not supported yet (ValueError).
+* ``loss="poisson"`` (MLPRegressor): scikit-learn's half Poisson deviance with an
+  ``exp`` output activation, summed over outputs.
 
 Beyond scikit-learn: ``est.save(path)`` writes a fitted estimator to one file
 in fastnn's safe format (no pickle) and ``fastnn.sklearn.load(path)`` reads it
@@ -332,8 +333,11 @@ class _BaseMLP(BaseEstimator):
         self.n_outputs_ = y.shape[1]
 
     def _output_scale(self):
-        """n_outputs for multi-output squared error (see the module notes), else 1."""
-        return 1 if isinstance(self, ClassifierMixin) else self.n_outputs_
+        """n_outputs for multi-output squared error (see the module notes), else 1
+        (the Poisson loss, like the classification ones, is summed over outputs)."""
+        if isinstance(self, ClassifierMixin) or self.loss == "poisson":
+            return 1
+        return self.n_outputs_
 
     # ----------------------------------------------------- stochastic solvers
     def _make_optimizer(self, scale):
@@ -592,6 +596,8 @@ class _BaseMLP(BaseEstimator):
             Z /= Z.sum(axis=1, keepdims=True)
         elif act == "logistic":
             Z = _logistic(Z)
+        elif act == "exp":
+            Z = np.exp(Z)
         return Z
 
     def save(self, path):
@@ -789,7 +795,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     (scikit-learn 1.9): the same parameters, defaults and meanings, plus
     ``dtype``; see ``MLPClassifier`` and the ``fastnn.sklearn`` module
     docstring. ``loss="squared_error"`` is half the mean squared error (as in
-    scikit-learn); ``loss="poisson"`` is not supported yet.
+    scikit-learn).
     """
 
     _parameter_constraints: dict = {
@@ -833,21 +839,22 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     _score_function = staticmethod(r2_score)
 
     def _check_loss(self):
-        if self.loss == "poisson":
-            raise ValueError("loss='poisson' is not supported by fastnn's MLPRegressor yet; "
-                             "use loss='squared_error'")
+        pass
 
     def _loss_name(self):
-        return "half_mse"
+        return "half_poisson" if self.loss == "poisson" else "half_mse"
 
     def _output_activation(self):
-        return "identity"
+        return "exp" if self.loss == "poisson" else "identity"
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
                              y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError("Some value(s) of y are negative which is not allowed for "
+                             "Poisson regression.")
         return X, y
 
     def _validation_targets(self, y):

@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 
-from . import _validate
+from . import _validate, data
 from . import schedules as _schedules
 from .callbacks import CallbackList
 from .data import as_features, check_sample_weight
@@ -124,7 +124,7 @@ def _validation(model, validation_data, validation_split, X, T, sw, classes, y_n
         swv = (check_sample_weight(validation_data[2], Xv.shape[0], model.dtype,
                                    "validation_data sample_weight")
                if len(validation_data) == 3 else np.zeros(0, model.dtype))
-        return X, T, sw, (Xv, Tv, swv)
+        return X, T, sw, _validator(Xv, Tv, swv)
     split = _validate.real(validation_split, "validation_split", 0.0, 1.0, high_open=True)
     if split == 0:
         return X, T, sw, None
@@ -133,7 +133,7 @@ def _validation(model, validation_data, validation_split, X, T, sw, classes, y_n
     if n_val >= n:
         raise ValueError(f"validation_split={split} leaves no rows to train on ({n} rows)")
     cut = n - n_val
-    val = (X[cut:], T[cut:], np.zeros(0, model.dtype))
+    val = _validator(X[cut:], T[cut:], np.zeros(0, model.dtype))
     if sw.size and not sw[:cut].sum() > 0:
         raise ValueError("sample_weight: every training row left by validation_split has "
                          "weight zero")
@@ -177,12 +177,44 @@ def _log_keys(model, has_val):
 # ------------------------------------------------------------------ fit
 def fit(model, X, y, batch_size=32, epochs=1, shuffle=True, validation_data=None,
         lr_schedule=None, callbacks=None, verbose=0, sample_weight=None,
-        validation_split=0.0, class_weight=None):
+        validation_split=0.0, class_weight=None, memory_budget=None, block_rows=None,
+        window_blocks=None):
     """Train ``model`` (see ``Sequential.fit``). Every argument is checked before
     anything in the model changes. The learning rate of an epoch is
     ``lr_schedule(epoch, optimizer.lr)`` (or ``optimizer.lr``), with
     ``optimizer.lr`` read at the start of every epoch, so a callback such as
-    ``ReduceLROnPlateau`` may lower it between epochs."""
+    ``ReduceLROnPlateau`` may lower it between epochs.
+
+    Data that ``data.is_streamed`` (memory maps, ``.npy`` paths, h5py/zarr)
+    is streamed in shuffled windows (``streaming.py``); ``memory_budget``,
+    ``block_rows`` and ``window_blocks`` shape that stream and are ignored for
+    in-memory arrays."""
+    return _train(model, X, y, batch_size=batch_size, epochs=epochs, shuffle=shuffle,
+                  validation_data=validation_data, lr_schedule=lr_schedule,
+                  callbacks=callbacks, verbose=verbose, sample_weight=sample_weight,
+                  validation_split=validation_split, class_weight=class_weight,
+                  memory_budget=memory_budget, block_rows=block_rows,
+                  window_blocks=window_blocks, advance=True, classes=None)
+
+
+def partial_fit(model, X, y, sample_weight=None, batch_size=32, shuffle=True, classes=None,
+                class_weight=None, verbose=0, memory_budget=None, block_rows=None,
+                window_blocks=None):
+    """One pass over the chunk (X, y), shuffled by the model's RNG (see
+    ``Sequential.partial_fit``); the optimizer state and step count carry on,
+    ``model._epoch`` does not advance (the pass is not an epoch: schedules and
+    callbacks are fit's), and the learning rate is ``optimizer.lr``."""
+    return _train(model, X, y, batch_size=batch_size, epochs=1, shuffle=shuffle,
+                  validation_data=None, lr_schedule=None, callbacks=None, verbose=verbose,
+                  sample_weight=sample_weight, validation_split=0.0,
+                  class_weight=class_weight, memory_budget=memory_budget,
+                  block_rows=block_rows, window_blocks=window_blocks, advance=False,
+                  classes=classes)
+
+
+def _train(model, X, y, *, batch_size, epochs, shuffle, validation_data, lr_schedule,
+           callbacks, verbose, sample_weight, validation_split, class_weight,
+           memory_budget, block_rows, window_blocks, advance, classes):
     if not model._compiled:
         raise ValueError("the model must be compiled before fit (call model.compile)")
     batch_size = _validate.positive_int(batch_size, "batch_size")
@@ -193,34 +225,66 @@ def fit(model, X, y, batch_size=32, epochs=1, shuffle=True, validation_data=None
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
     lr_schedule = _schedules.check(lr_schedule)
     cbs = CallbackList(callbacks)
-    X = as_features(X, model.dtype, "X")
-    n = X.shape[0]
-    if model._built and X.shape[1] != model.input_dim:
-        raise ValueError(f"X has {X.shape[1]} features but the model expects {model.input_dim}")
-    if not model._built:
-        model._check_layers()
-    T, classes, y_ndim = model._encode_targets(y, n, fitting=True)
-    sw = check_sample_weight(sample_weight, n, model.dtype)
-    X, T, sw, val = _validation(model, validation_data, validation_split, X, T, sw,
-                                classes, y_ndim)
-    if class_weight is not None:
-        sw = _apply_class_weight(model, class_weight, T, sw, classes)
+    layout = dict(memory_budget=data.check_memory_budget(memory_budget),
+                  block_rows=(None if block_rows is None
+                              else _validate.positive_int(block_rows, "block_rows")),
+                  window_blocks=(None if window_blocks is None
+                                 else _validate.positive_int(window_blocks, "window_blocks")))
+    enc = model if classes is None else _declared_classes(model, classes)
+    streamed = data.is_streamed(X)
+    if streamed:
+        from . import streaming
+        prep = streaming.prepare_fit(model, enc, X, y, sample_weight, validation_data,
+                                     validation_split, class_weight, batch_size, layout)
+        n_features, classes, y_ndim, val = prep.n_features, prep.classes, prep.y_ndim, prep.val
+    else:
+        X = as_features(X, model.dtype, "X")
+        n = X.shape[0]
+        if model._built and X.shape[1] != model.input_dim:
+            raise ValueError(f"X has {X.shape[1]} features but the model expects "
+                             f"{model.input_dim}")
+        if not model._built:
+            model._check_layers()
+        T, classes, y_ndim = enc._encode_targets(y, n, fitting=True)
+        sw = check_sample_weight(sample_weight, n, model.dtype)
+        X, T, sw, val = _validation(model, validation_data, validation_split, X, T, sw,
+                                    classes, y_ndim)
+        if class_weight is not None:
+            sw = _apply_class_weight(model, class_weight, T, sw, classes)
+        n_features = X.shape[1]
     _check_schedule(lr_schedule, model._epoch, epochs, model.optimizer.lr)
     cbs.check_keys(_log_keys(model, val is not None))
 
-    # ---- from here on the model changes
-    if not model._built:
-        model._build(X.shape[1])
-    model._classes, model._y_ndim = classes, y_ndim
-    loop = _Loop(model, X, T, sw, batch_size)
+    # ---- from here on the model changes (a streamed fit meets its feature
+    # values only now: bad ones roll the model back to where it was)
+    rollback = streaming.Rollback(model) if streamed else None
+    loop = None
+    try:
+        if not model._built:
+            model._build(n_features)
+        model._classes, model._y_ndim = classes, y_ndim
+        loop = prep.loop(model) if streamed else _Loop(model, X, T, sw, batch_size)
+        history = _run(model, loop, epochs, lr_schedule, shuffle, val, verbose, cbs, advance)
+    except BaseException as e:
+        if rollback is not None and not isinstance(e, KeyboardInterrupt):
+            rollback.restore()
+        raise
+    finally:
+        if loop is not None:
+            loop.close()
+    return history
+
+
+def _run(model, loop, epochs, lr_schedule, shuffle, val, verbose, cbs, advance):
+    """The epochs of one fit (or the one pass of partial_fit)."""
     history = History()
-    progress = _progress(verbose, X.shape[0], epochs)
+    progress = _progress(verbose, loop.n, epochs)
     cbs.on_train_begin(model)
     with _InterruptGuard() as interrupt, limit_blas(loop.threads):
         try:
             for _ in range(epochs):
                 reason = _one_epoch(model, loop, history, lr_schedule, shuffle, val,
-                                    progress, interrupt, cbs)
+                                    progress, interrupt, cbs, advance)
                 if reason is not None:
                     history.stop_reason = reason
                     break
@@ -237,26 +301,65 @@ def fit(model, X, y, batch_size=32, epochs=1, shuffle=True, validation_data=None
     return history
 
 
-def _one_epoch(model, loop, history, lr_schedule, shuffle, val, progress, interrupt, cbs):
-    """Train one epoch and run the callbacks; returns a stop reason or None."""
+def _declared_classes(model, classes):
+    """A view of the model whose label encoding uses the declared ``classes``
+    (all labels, as scikit-learn's partial_fit takes them); the model itself
+    is not touched. Declared classes must match those of an earlier fit."""
+    if not model.is_classifier:
+        raise ValueError("classes is only for classification losses")
+    arr = _validate_classes_array(classes)
+    view = copy.copy(model)
+    view._classes = None
+    try:
+        _, found, _ = view._encode_targets(arr, arr.shape[0], fitting=True)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"classes: {e}") from None
+    if model.loss == "binary_cross_entropy":
+        found = np.array([0, 1], dtype=arr.dtype)
+    if model._classes is not None:
+        if not (len(found) == len(model._classes)
+                and all(_same_label(a, b) for a, b in zip(found, model._classes))):
+            raise ValueError(f"classes {np.asarray(found).tolist()[:10]} differ from the "
+                             f"model's classes {np.asarray(model._classes).tolist()[:10]}")
+        return model
+    if model.loss == "softmax_cross_entropy" and len(np.unique(arr)) != arr.shape[0]:
+        raise ValueError("classes must not repeat a label")
+    view._classes = found
+    return view
+
+
+def _validate_classes_array(classes):
+    arr = data._as_array(classes, "classes")
+    if arr.ndim != 1 or arr.shape[0] == 0:
+        raise ValueError(f"classes must be a non-empty 1-D list of labels, got shape "
+                         f"{arr.shape}")
+    return arr
+
+
+def _one_epoch(model, loop, history, lr_schedule, shuffle, val, progress, interrupt, cbs,
+               advance=True):
+    """Train one epoch and run the callbacks; returns a stop reason or None.
+    ``advance=False`` (partial_fit): the pass does not count as an epoch."""
     epoch = model._epoch
     lr = _scheduled_lr(lr_schedule, epoch, model.optimizer.lr)
     n = loop.n
-    order = model._shuffle_rng.permutation(n) if shuffle else np.arange(n, dtype=np.int64)
+    order = loop.plan(shuffle)
     progress.start(epoch)
     t0 = time.perf_counter()
     done, losses, corrects, diverged = loop.epoch(order, lr, progress, interrupt)
     if diverged:
-        return loop.diverged(model, order, lr, epoch, done, losses[done])
+        return loop.diverged(model, order, lr, epoch, done,
+                             losses[done] if done < len(losses) else float("nan"))
     if done < loop.n_batches:
         return loop.interrupted(model, len(history.epoch), done)
     logs = {"loss": float(losses @ loop.sizes / n)}
     if model.is_classifier:
         logs["accuracy"] = float(corrects.sum() / n)
     if val is not None:
-        logs.update(_validate_epoch(model, *val))
+        logs.update(val(model))
     logs["lr"] = lr
-    model._epoch += 1
+    if advance:
+        model._epoch += 1
     history._append(epoch, logs)
     progress.end(epoch, logs, time.perf_counter() - t0)
     stoppers = cbs.on_epoch_end(epoch, logs)
@@ -270,9 +373,9 @@ def _one_epoch(model, loop, history, lr_schedule, shuffle, val, progress, interr
 class _Loop:
     """The compiled slices of one fit call: buffers, slice size, losses so far."""
 
-    def __init__(self, model, X, T, sw, batch_size):
+    def __init__(self, model, X, T, sw, batch_size, n=None):
         self.model, self.X, self.T, self.sw = model, X, T, sw
-        self.n = n = X.shape[0]
+        self.n = n = X.shape[0] if n is None else n
         self.batch_size = batch_size
         self.state = _opt_state(model)
         buf = getattr(model, "_buffers", None)
@@ -290,6 +393,14 @@ class _Loop:
         self.threads = 1 if model._use_blas.any() else None
         self._losses = []            # one array per epoch (partial for the last)
         self._t_epoch = int(self.state["t"][0])
+
+    def plan(self, shuffle):
+        """The epoch's row order: a fresh permutation from the model's RNG."""
+        n = self.n
+        return self.model._shuffle_rng.permutation(n) if shuffle else np.arange(n, dtype=np.int64)
+
+    def close(self):
+        pass
 
     def _call(self, order, start, stop, hp, losses, corrects, at):
         m, b, s = self.model, self.buf, self.state
@@ -375,6 +486,11 @@ class _Loop:
         return np.concatenate(self._losses) if self._losses else np.zeros(0)
 
 
+def _validator(Xv, Tv, swv):
+    """The end-of-epoch validation: model -> {"val_loss", "val_accuracy"}."""
+    return lambda model: _validate_epoch(model, Xv, Tv, swv)
+
+
 def _validate_epoch(model, Xv, Tv, swv):
     loss, correct = model._loss_of_outputs(model._raw_outputs(Xv), Tv, swv)
     out = {"val_loss": float(loss) + model._l2_term()}
@@ -384,25 +500,42 @@ def _validate_epoch(model, Xv, Tv, swv):
 
 
 def _apply_class_weight(model, class_weight, T, sw, classes):
-    """Row weights = sample weights * weight of the row's class. "balanced"
-    gives class c the weight n / (n_classes * count_c), as scikit-learn does;
-    a dict maps labels to weights (labels left out weigh 1)."""
+    """Row weights = sample weights * weight of the row's class (see
+    ``_class_weight_table``)."""
     if not model.is_classifier:
         raise ValueError("class_weight needs a classification loss")
+    col, k = _label_column(model, T)
+    counts = np.bincount(col, minlength=k).astype(np.float64)
+    per_class = _class_weight_table(model, class_weight, counts, classes)
+    w = per_class[col].astype(model.dtype)
+    if sw.size:
+        w *= sw
+    if not w.sum() > 0:
+        raise ValueError("class_weight gives every row a zero weight")
+    return np.ascontiguousarray(w)
+
+
+def _label_column(model, T):
+    """(class index of each row of encoded targets T, number of classes)."""
     if T.shape[1] == 1:
-        col, k = T[:, 0].astype(np.int64), 2
-    elif model.loss == "softmax_cross_entropy":
-        col, k = T.argmax(axis=1), T.shape[1]
-    else:
-        raise ValueError("class_weight needs a single-label target (binary_cross_entropy "
-                         "with several outputs is multi-label)")
+        return T[:, 0].astype(np.int64), 2
+    if model.loss == "softmax_cross_entropy":
+        return T.argmax(axis=1), T.shape[1]
+    raise ValueError("class_weight needs a single-label target (binary_cross_entropy "
+                     "with several outputs is multi-label)")
+
+
+def _class_weight_table(model, class_weight, counts, classes):
+    """Weight of each class. "balanced" gives class c the weight
+    n / (n_classes * count_c), as scikit-learn does; a dict maps labels to
+    weights (labels left out weigh 1). ``counts``: rows per class."""
+    k = len(counts)
     if isinstance(class_weight, str):
         if class_weight != "balanced":
             raise ValueError(f"class_weight={class_weight!r}: use a dict or 'balanced'")
-        counts = np.bincount(col, minlength=k).astype(np.float64)
         present = int((counts > 0).sum())
-        per_class = np.where(counts > 0, len(col) / (present * np.maximum(counts, 1)), 0.0)
-    elif isinstance(class_weight, dict):
+        return np.where(counts > 0, counts.sum() / (present * np.maximum(counts, 1)), 0.0)
+    if isinstance(class_weight, dict):
         per_class = np.ones(k)
         labels = np.asarray(classes).tolist() if classes is not None else list(range(k))
         for label, weight in class_weight.items():
@@ -411,14 +544,8 @@ def _apply_class_weight(model, class_weight, T, sw, classes):
                 raise ValueError(f"class_weight has label {label!r}, which is not a class "
                                  f"of y ({labels[:10]})")
             per_class[matches[0]] = _validate.real(weight, f"class_weight[{label!r}]", 0.0)
-    else:
-        raise TypeError(f"class_weight must be a dict or 'balanced', got {class_weight!r}")
-    w = per_class[col].astype(model.dtype)
-    if sw.size:
-        w *= sw
-    if not w.sum() > 0:
-        raise ValueError("class_weight gives every row a zero weight")
-    return np.ascontiguousarray(w)
+        return per_class
+    raise TypeError(f"class_weight must be a dict or 'balanced', got {class_weight!r}")
 
 
 def _same_label(a, b):

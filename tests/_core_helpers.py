@@ -107,5 +107,8 @@ def targets(loss, rng, n, k, dtype):
     if loss == "binary_cross_entropy":
         y = rng.integers(0, 2, (n, k))
         return y.astype(dtype), (y if k > 1 else y[:, 0])
+    if loss == "half_poisson":
+        y = rng.poisson(1.5, size=(n, k)).astype(float)
+        return y.astype(dtype), y
     y = rng.normal(size=(n, k))
     return y.astype(dtype), y

@@ -13,7 +13,7 @@ from tests._core_helpers import (
     to_reference,
 )
 
-LOSSES = ["softmax_cross_entropy", "binary_cross_entropy", "mse", "half_mse"]
+LOSSES = ["softmax_cross_entropy", "binary_cross_entropy", "mse", "half_mse", "half_poisson"]
 
 
 def _model(hidden_act, loss, extra=(), l2=1e-2, k=None, dtype="float64", seed=0):

@@ -288,10 +288,28 @@ def test_bad_dtype_names_the_parameter(blobs):
         fastnn.MLPClassifier(dtype=np.int32).fit(X, y)
 
 
-def test_poisson_is_refused_clearly():
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+@pytest.mark.parametrize("n_outputs", [1, 2])
+def test_poisson_matches_sklearn(solver, n_outputs):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 4))
+    lam = np.exp(0.5 * X[:, :n_outputs] - 0.2)
+    y = rng.poisson(lam).astype(float)
+    y = y[:, 0] if n_outputs == 1 else y
+    kw = dict(loss="poisson", hidden_layer_sizes=(6,), max_iter=15, random_state=0,
+              solver=solver, learning_rate_init=0.01, batch_size=40)
+    f, s = _pair("MLPRegressor", **kw)
+    _fit_quiet(f, X, y)
+    _fit_quiet(s, X, y)
+    _assert_same_fit(f, s, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(f.predict(X), s.predict(X), rtol=1e-7)
+    assert f.out_activation_ == "exp"
+
+
+def test_poisson_refuses_negative_targets():
     X, y = make_friedman1(n_samples=50, random_state=0)
-    with pytest.raises(ValueError, match="poisson"):
-        fastnn.MLPRegressor(loss="poisson").fit(X, y)
+    with pytest.raises(ValueError, match="negative"):
+        fastnn.MLPRegressor(loss="poisson").fit(X, y - 100)
 
 
 def test_coefs_are_live_views(blobs):

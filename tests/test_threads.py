@@ -123,3 +123,22 @@ def test_no_kernel_compiles_twice_for_one_dtype(tmp_path):
     r = subprocess.run([sys.executable, "-c", SPECIALISATIONS], capture_output=True,
                        text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_cache_guard_drops_stale_numba_cache(tmp_path, monkeypatch):
+    """Numba's cache does not notice a changed callee in another file; the guard
+    drops fastnn's cache files whenever any kernel source changes."""
+    from fastnn.kernels import _cache_guard as g
+    src = tmp_path / "k.py"
+    src.write_text("x = 1\n")
+    cache = tmp_path / "__pycache__"
+    monkeypatch.setattr(g, "_HERE", str(tmp_path))
+    monkeypatch.setattr(g, "_CACHE", str(cache))
+    monkeypatch.setattr(g, "_STAMP", str(cache / "stamp"))
+    g.check()
+    (cache / "k.f-1.py311.nbi").write_text("stale")
+    g.check()                                    # unchanged sources: kept
+    assert (cache / "k.f-1.py311.nbi").exists()
+    src.write_text("x = 2\n")
+    g.check()                                    # changed: dropped
+    assert not (cache / "k.f-1.py311.nbi").exists()

@@ -1,7 +1,12 @@
 """Compiled Numba kernels (no classes, no validation, no allocation)."""
 
+from . import _cache_guard
+
+_cache_guard.check()    # before any cached kernel is loaded
+
 from .activations import activation_backward, activation_forward
 from .dense import dense_backward, dense_forward
+from .fullbatch import fullbatch_loss_grad
 from .losses import loss_grad
 from .network import network_backward, network_forward, predict_rows, train_batches
 from .norm import batchnorm_backward, batchnorm_forward, dropout_apply, dropout_mask
@@ -11,4 +16,4 @@ from .optimizers import add_l2, optimizer_update
 KERNELS = (activation_forward, activation_backward, dense_forward, dense_backward,
            loss_grad, network_forward, network_backward, train_batches, predict_rows,
            batchnorm_forward, batchnorm_backward, dropout_mask, dropout_apply,
-           optimizer_update, add_l2)
+           optimizer_update, add_l2, fullbatch_loss_grad)

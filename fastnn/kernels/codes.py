@@ -17,6 +17,7 @@ SOFTMAX_XENT = 0
 BINARY_XENT = 1
 MSE = 2
 HALF_MSE = 3          # 0.5 * MSE: scikit-learn's squared loss
+HALF_POISSON = 4      # scikit-learn's half Poisson deviance, log link
 
 # optimizers
 SGD = 0

@@ -12,6 +12,8 @@ being the weighted mean over rows:
   D = (sigmoid(Z) - T) * w_i / sum(w).
 * MSE / HALF_MSE: l_i = c * mean_j (Z_ji - T_ji)^2 with c = 1 or 1/2;
   D = 2c (Z - T) / k * w_i / sum(w).
+* HALF_POISSON (log link, scikit-learn's): l_i = sum_j exp(z) - t z + t log t - t;
+  D = (exp(Z) - T) * w_i / sum(w).
 
 No clipping: the formulas are stable as written. A NaN or infinite output
 anywhere makes the loss NaN (``0 * sum(Z)`` is added), so divergence is seen.
@@ -22,7 +24,7 @@ runtime alias checks allow no more if it is to vectorise); scratch rows are
 separate slices (measured faster than offsets into one buffer).
 """
 
-from .codes import BINARY_XENT, HALF_MSE, SOFTMAX_XENT
+from .codes import BINARY_XENT, HALF_MSE, HALF_POISSON, SOFTMAX_XENT
 from .config import kernel
 from .mathfn import fast_exp, fast_log, fast_log1p, fast_sigmoid
 from .reduce import ZERO, lane_dot, lane_sum, u64
@@ -128,6 +130,24 @@ def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do):
             for i in range(rows):
                 D[u64(db_ + i)] *= g[i]
         correct = float(lane_sum(h, ZERO, rows))
+    elif code == HALF_POISSON:
+        for i in range(rows):
+            r[i] = zero
+            g[i] = w[i] * c if weighted else c
+        for j in range(k):
+            zb = zo + j * rows
+            tb = to + j * rows
+            db_ = do + j * rows
+            for i in range(rows):
+                t = T[u64(tb + i)]
+                a[i] = t * fast_log(t) - t if t > zero else zero
+            for i in range(rows):
+                z = Z[u64(zb + i)]
+                t = T[u64(tb + i)]
+                p = fast_exp(z)
+                r[i] += p - t * z + a[i]
+                D[u64(db_ + i)] = (p - t) * g[i]
+        correct = 0.0
     else:
         cc = 0.5 if code == HALF_MSE else 1.0
         g0 = f(2.0 * cc / k)
