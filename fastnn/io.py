@@ -199,13 +199,18 @@ def _fsync_directory(directory):
 def load(path):
     """The model saved at ``path``. Raises ValueError (naming the file and the
     problem) for anything that is not an intact fastnn model file of a format
-    version this fastnn reads; never unpickles or runs code from the file."""
+    version this fastnn reads; never unpickles or runs code from the file.
+    A file written by a scikit-learn estimator's ``save`` loads as that
+    estimator."""
     path = _check_path(path)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         try:
             return _load(f, size)
         except _Bad as e:
+            if _format_of(f) == "fastnn-sklearn":
+                from . import _sklearn_io
+                return _sklearn_io.load(path)
             raise ValueError(f"{path}: {e}") from None
         except _PARSE_ERRORS as e:
             raise ValueError(f"{path}: not a valid fastnn model file (damaged or truncated: "
@@ -280,6 +285,21 @@ def _expect(kind, itemsize, length):
         if length is not None and n not in (length if isinstance(length, tuple) else (length,)):
             raise _Bad(f"member {name}: {n} entries, expected {length}")
     return check
+
+
+def _format_of(f):
+    """The "format" named by a zip's JSON header, or None (never raises)."""
+    try:
+        f.seek(0)
+        with zipfile.ZipFile(f) as zf:
+            info = zf.getinfo("header.npy")
+            if info.file_size > 16 * 2 ** 20:
+                return None
+            raw = _read_npy(zf, info, _expect("u", 1, None)).tobytes()
+        header = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        return header.get("format") if isinstance(header, dict) else None
+    except Exception:
+        return None
 
 
 def _read_header(zf, info):

@@ -560,3 +560,12 @@ def test_load_refuses_damaged_and_foreign_files(blobs, tmp_path):
     model.save(tmp_path / "model.fastnn")
     with pytest.raises(ValueError, match="fastnn.load"):
         fsk.load(tmp_path / "model.fastnn")
+
+
+def test_fastnn_load_opens_estimator_files(tmp_path, blobs):
+    X, y = blobs
+    clf = _fit_quiet(fastnn.MLPClassifier(max_iter=3, random_state=0), X, y)
+    clf.save(tmp_path / "clf.fnn")
+    back = fastnn.load(tmp_path / "clf.fnn")
+    assert type(back) is fastnn.MLPClassifier
+    assert back.predict_proba(X).tobytes() == clf.predict_proba(X).tobytes()
