@@ -10,12 +10,12 @@ import numpy as np
 
 from . import _validate, registry
 from . import optimizers as _optimizers
-from .data import as_features, as_targets_array, check_sample_weight
+from .data import as_features, as_targets_array, check_sample_weight, is_streamed
 from .kernels import codes
 from .kernels.losses import loss_grad
 from .kernels.network import predict_rows
 from .layers import BatchNorm, Dense, Dropout, Layer
-from .threads import single_threaded_blas
+from .threads import inference_threads, single_threaded_blas
 
 # A Dense layer uses BLAS gemm when it has at least BLAS_MIN_WEIGHTS weights or
 # its per-batch product has at least BLAS_MIN_MACS multiply-adds; tinier ones
@@ -300,15 +300,36 @@ class Sequential:
         return max(rows * a * b for a, b in zip(w[:-1], w[1:]))
 
     def _raw_outputs(self, X):
-        """The last layer's outputs (logits for classification), (n, k)."""
+        """The last layer's outputs (logits for classification), (n, k).
+
+        Rows go through the network in blocks of PREDICT_BLOCK; with several
+        threads (``fastnn.set_num_threads``; by default the available cores,
+        at least MIN_BLOCKS_PER_THREAD blocks each) contiguous runs of blocks
+        go to worker threads (the kernel releases the GIL). The block
+        boundaries are the same either way, so the result is bitwise the same
+        whatever the number of threads."""
         n = X.shape[0]
         out = np.empty((n, self.n_outputs), self.dtype)
         block = min(PREDICT_BLOCK, max(n, 1))
-        acts, work = self._workspace(block)
         use_blas = self._blas_layers(block)
+
+        def run(start, stop):
+            acts, work = self._workspace(block)
+            predict_rows(X[start:stop], self._spec, self._fspec, use_blas, self._params,
+                         self._state, np.empty_like(self._state), acts, work, block,
+                         out[start:stop])
+
+        n_blocks = -(-n // block)
+        threads = inference_threads(n_blocks)
         with single_threaded_blas(use_blas.any()):
-            predict_rows(X, self._spec, self._fspec, use_blas, self._params,
-                         self._state, np.empty_like(self._state), acts, work, block, out)
+            if threads <= 1:
+                run(0, n)
+            else:
+                from concurrent.futures import ThreadPoolExecutor
+                step = -(-n_blocks // threads) * block
+                with ThreadPoolExecutor(threads) as pool:
+                    for f in [pool.submit(run, a, min(n, a + step)) for a in range(0, n, step)]:
+                        f.result()
         return out
 
     def _workspace(self, rows):
@@ -316,13 +337,21 @@ class Sequential:
         return (np.zeros(rows * total, self.dtype),
                 np.zeros(rows * (total - self._widths[0]), self.dtype))
 
-    def predict_proba(self, X):
+    def predict_proba(self, X, memory_budget=None):
         """Class probabilities (n, n_classes), rows summing to 1; for binary
-        cross-entropy with one output, two columns ``[1 - p, p]``."""
+        cross-entropy with one output, two columns ``[1 - p, p]``. A streamed
+        X (memory map, .npy path, h5py/zarr) is read in chunks within
+        ``memory_budget`` bytes (see ``fastnn.data``)."""
+        if is_streamed(X):
+            from .streaming import predict
+            return predict(self, X, "proba", memory_budget)
         X = self._check_ready(X)
         if not self.is_classifier:
             raise ValueError("predict_proba needs a classification loss")
-        Z = self._raw_outputs(X)
+        return self._proba_from_outputs(self._raw_outputs(X))
+
+    def _proba_from_outputs(self, Z):
+        """Probabilities from raw outputs Z (n, k), row by row (Z not modified)."""
         if self.loss == "softmax_cross_entropy":
             Z = Z - Z.max(axis=1, keepdims=True)
             np.exp(Z, out=Z)
@@ -333,11 +362,18 @@ class Sequential:
             return np.hstack([1 - p, p])
         return p
 
-    def predict(self, X):
+    def predict(self, X, memory_budget=None):
         """Class labels (classification, in the values given to fit) or
-        values (mse; shape (n,) when fit was given a 1-D y)."""
+        values (mse; shape (n,) when fit was given a 1-D y). A streamed X is
+        read in chunks (see ``predict_proba``)."""
+        if is_streamed(X):
+            from .streaming import predict
+            return predict(self, X, "predict", memory_budget)
         X = self._check_ready(X)
-        Z = self._raw_outputs(X)
+        return self._predict_from_outputs(self._raw_outputs(X))
+
+    def _predict_from_outputs(self, Z):
+        """Labels or values from raw outputs Z (n, k), row by row."""
         if self.loss == "softmax_cross_entropy":
             if self._classes is None:
                 return Z.argmax(axis=1)
@@ -351,8 +387,12 @@ class Sequential:
             Z = np.exp(Z)
         return Z.reshape(-1) if (self._y_ndim == 1 and Z.shape[1] == 1) else Z
 
-    def evaluate(self, X, y, sample_weight=None):
-        """{"loss": mean loss (l2 term included), "accuracy": ...(classification)}."""
+    def evaluate(self, X, y, sample_weight=None, memory_budget=None):
+        """{"loss": mean loss (l2 term included), "accuracy": ...(classification)}.
+        A streamed X (and y, sample_weight) is read in chunks."""
+        if is_streamed(X):
+            from .streaming import evaluate_streamed
+            return evaluate_streamed(self, X, y, sample_weight, memory_budget)
         X = self._check_ready(X)
         n = X.shape[0]
         T, _, _ = self._encode_targets(y, n, fitting=False)
@@ -387,13 +427,37 @@ class Sequential:
     # --------------------------------------------------------------- training
     def fit(self, X, y, batch_size=32, epochs=1, shuffle=True, validation_data=None,
             lr_schedule=None, callbacks=None, verbose=0, sample_weight=None,
-            validation_split=0.0, class_weight=None):
-        """Train with shuffled minibatches; returns a ``History``."""
+            validation_split=0.0, class_weight=None, memory_budget=None, block_rows=None,
+            window_blocks=None):
+        """Train with shuffled minibatches; returns a ``History``.
+
+        X may be on disk (``np.memmap``, ``np.load(path, mmap_mode="r")``, a
+        ``.npy`` path, h5py/zarr): it is then streamed in blocks of
+        ``block_rows`` rows, shuffled within windows of ``window_blocks``
+        blocks, in about ``memory_budget`` bytes (see ``fastnn.data``)."""
         from .trainer import fit
         return fit(self, X, y, batch_size=batch_size, epochs=epochs, shuffle=shuffle,
                    validation_data=validation_data, lr_schedule=lr_schedule,
                    callbacks=callbacks, verbose=verbose, sample_weight=sample_weight,
-                   validation_split=validation_split, class_weight=class_weight)
+                   validation_split=validation_split, class_weight=class_weight,
+                   memory_budget=memory_budget, block_rows=block_rows,
+                   window_blocks=window_blocks)
+
+    def partial_fit(self, X, y, sample_weight=None, batch_size=32, shuffle=True, classes=None,
+                    class_weight=None, verbose=0, memory_budget=None, block_rows=None,
+                    window_blocks=None):
+        """One pass over the chunk (X, y) in minibatches, shuffled by the
+        model's RNG, continuing the optimizer state and step count; returns a
+        ``History`` of that pass. The pass is not an epoch: the epoch counter
+        (which schedules count on) does not advance, and the learning rate is
+        ``optimizer.lr``. ``classes`` (every label) is needed on the first
+        call when the first chunk lacks some of them. X may be streamed as in
+        ``fit``."""
+        from .trainer import partial_fit
+        return partial_fit(self, X, y, sample_weight=sample_weight, batch_size=batch_size,
+                           shuffle=shuffle, classes=classes, class_weight=class_weight,
+                           verbose=verbose, memory_budget=memory_budget,
+                           block_rows=block_rows, window_blocks=window_blocks)
 
     def save(self, path):
         """Write the whole model (architecture, weights, optimizer state) to one

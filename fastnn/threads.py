@@ -11,10 +11,14 @@ small shared machines a second thread is often a loss. Measured here:
   than a whole step of a small network, and Numba's spinning workers next to
   OpenBLAS threads made an MNIST epoch 50-130x slower.
 
-So fastnn's kernels are serial, which is never slower than "one thread" by
-construction. ``set_num_threads`` records the cap a user wants; it is
-validated and kept for parallel kernels, which must partition work by
-problem size (never by thread count) to keep results identical.
+So training runs on one thread, which is never slower than "one thread" by
+construction and bitwise reproducible. Inference (predict, predict_proba,
+evaluate, validation) splits the rows into fixed blocks of 512 and hands
+contiguous runs of blocks to worker threads; each block is computed the same
+way whichever thread runs it, so results do not depend on the thread count.
+Coarse blocks mean a slow second core costs at most its share of the work
+(no fine-grained hand-offs). ``set_num_threads(n)`` caps those threads; the
+default is the available cores.
 """
 
 import contextlib
@@ -35,6 +39,16 @@ def set_num_threads(n):
 def get_num_threads():
     """The cap set by ``set_num_threads`` (None when unset)."""
     return _num_threads
+
+
+# each inference thread gets at least this many 512-row blocks, or fewer threads
+MIN_BLOCKS_PER_THREAD = 4
+
+
+def inference_threads(n_blocks):
+    """Worker threads for inference over ``n_blocks`` row blocks."""
+    cap = _num_threads if _num_threads is not None else available_cores()
+    return max(1, min(cap, n_blocks // MIN_BLOCKS_PER_THREAD))
 
 
 def available_cores():

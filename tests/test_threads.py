@@ -142,3 +142,20 @@ def test_cache_guard_drops_stale_numba_cache(tmp_path, monkeypatch):
     src.write_text("x = 2\n")
     g.check()                                    # changed: dropped
     assert not (cache / "k.f-1.py311.nbi").exists()
+
+
+def test_parallel_inference_is_bitwise_identical():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5000, 40)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    m = fnn.Sequential([fnn.Dense(64, activation="relu"), fnn.BatchNorm(), fnn.Dense(2)], seed=0)
+    m.compile("softmax_cross_entropy", fnn.Adam(1e-2))
+    m.fit(X, y, epochs=1, batch_size=256)
+    outs = []
+    try:
+        for threads in (1, 2, 3):
+            fnn.set_num_threads(threads)
+            outs.append((m.predict_proba(X).tobytes(), m.evaluate(X, y)["loss"]))
+    finally:
+        fnn.set_num_threads(None)
+    assert outs[0] == outs[1] == outs[2]
