@@ -20,8 +20,6 @@ validation; anything else raises ValueError naming the file.
 
 import json
 import math
-import os
-import uuid
 import zipfile
 
 import numpy as np
@@ -129,26 +127,7 @@ def _labels(classes):
 
 
 def _write(path, arrays):
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
-                for name in _MEMBERS:
-                    with zf.open(name + ".npy", "w", force_zip64=False) as member:
-                        np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]),
-                                                  allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _io._fsync_directory(directory)
+    _io._atomic_write(path, arrays, _MEMBERS)
 
 
 # ---------------------------------------------------------------- load

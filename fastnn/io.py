@@ -159,14 +159,17 @@ def _version():
     return __version__
 
 
-def _atomic_write(path, arrays):
+def _atomic_write(path, arrays, members=None):
+    """Write ``arrays`` (name -> 1-D array, in the order of ``members``) as
+    stored .npy members of a zip: temporary file, fsync, rename, fsync dir."""
+    members = _MEMBERS if members is None else members
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
-                for name in _MEMBERS:
+                for name in members:
                     with zf.open(name + ".npy", "w", force_zip64=False) as member:
                         np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]),
                                                   allow_pickle=False)

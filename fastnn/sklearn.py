@@ -117,6 +117,7 @@ from .kernels.fullbatch import fullbatch_loss_grad
 from .kernels.network import predict_rows, train_batches
 from .layers import Dense
 from .model import Sequential
+from .model import _sigmoid as _logistic
 from .optimizers import SGD, _AdamSK
 from .threads import single_threaded_blas
 from .trainer import _Buffers, _opt_state
@@ -911,15 +912,6 @@ def _kernel_array(X, dtype):
 
 def _sum_squares(arrays):
     return float(sum(np.vdot(a, a) for a in arrays))
-
-
-def _logistic(Z):
-    out = np.empty_like(Z)
-    pos = Z >= 0
-    out[pos] = 1 / (1 + np.exp(-Z[pos]))
-    e = np.exp(Z[~pos])
-    out[~pos] = e / (1 + e)
-    return out
 
 
 def _net_outputs(net, X):
