@@ -41,6 +41,10 @@ import numpy as np
 
 from . import _validate
 
+__all__ = ["RowSource", "is_streamed", "iter_windows", "window_plan", "stream_layout",
+           "open_npy", "as_features", "as_targets_array", "check_sample_weight",
+           "DEFAULT_MEMORY_BUDGET", "DEFAULT_WINDOW_BLOCKS"]
+
 DEFAULT_MEMORY_BUDGET = 256 * 2 ** 20
 DEFAULT_WINDOW_BLOCKS = 8
 _STREAMED_MODULES = ("h5py", "zarr", "dask")
@@ -59,7 +63,12 @@ def _as_array(X, argument):
 
 def _check_finite(Xc, X, argument, dtype):
     """ValueError naming ``argument`` unless the converted rows Xc are finite
-    (X: the same rows before conversion, to say why)."""
+    (X: the same rows before conversion, to say why). A NaN or infinity
+    anywhere makes the sum non-finite, so a finite sum clears Xc in one pass
+    (an overflowing sum falls back to the elementwise test)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(Xc.sum()):
+            return
     if not np.isfinite(Xc).all():
         if X.dtype.kind == "f" and not np.isfinite(X).all():
             raise ValueError(f"{argument} contains NaN or infinite values")
@@ -142,13 +151,17 @@ def is_streamed(data):
     converting it whole: a ``RowSource``, a path (``.npy``), an ndarray backed
     by a memory map (``np.memmap``, ``np.load(..., mmap_mode="r")`` and views
     of them), an h5py dataset, a zarr or dask array, or any other object with
-    ``shape`` and row slicing but no ``__array__``."""
+    ``shape`` and row slicing but no ``__array__`` (scipy sparse matrices
+    excepted: they are converted as before)."""
     if isinstance(data, (RowSource, str, bytes, os.PathLike)):
         return True
     if isinstance(data, np.ndarray):
         return _is_mapped(data)
-    if type(data).__module__.split(".")[0] in _STREAMED_MODULES:
+    module = type(data).__module__.split(".")
+    if module[0] in _STREAMED_MODULES:
         return True
+    if module[:2] == ["scipy", "sparse"] or hasattr(data, "toarray"):
+        return False
     return (not hasattr(data, "__array__") and not isinstance(data, (list, tuple))
             and hasattr(data, "shape") and hasattr(data, "__getitem__"))
 

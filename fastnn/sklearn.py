@@ -113,6 +113,7 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import registry
+from .data import is_streamed
 from .kernels.fullbatch import fullbatch_loss_grad
 from .kernels.network import predict_rows, train_batches
 from .layers import Dense
@@ -243,6 +244,20 @@ class _BaseMLP(BaseEstimator):
                 net._params[...] = params
                 net._opt_state = opt
             raise
+
+    def _windows(self, fn, X, y, sample_weight, *rest):
+        """``partial_fit`` over a streamed X (``np.memmap``, a ``.npy`` path,
+        h5py/zarr; see ``fastnn.data.is_streamed``): ``fn`` runs on one
+        shuffled window of rows at a time (``fastnn.data.iter_windows`` with
+        its default memory budget), so the data is never copied whole. As
+        with dask-ml's ``Incremental``, each window is one ``partial_fit``
+        step: ``n_iter_`` and ``loss_curve_`` count windows."""
+        from .data import iter_windows
+        arrays = [y] + ([] if sample_weight is None else [sample_weight])
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        for parts in iter_windows(X, *arrays, shuffle=bool(self.shuffle), seed=seed):
+            fn(parts[0], parts[1], parts[2] if sample_weight is not None else None, *rest)
+        return self
 
     def _backup(self):
         # what a fit changes in place: lists (loss_curve_, ...), _best_params
@@ -753,7 +768,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y); ``classes`` (all labels) is required on
-        the first call. Returns self."""
+        the first call. A streamed X (memory map, .npy path) is taken one
+        window at a time (see ``_windows``). Returns self."""
+        if is_streamed(X):
+            return self._guarded(self._windows, self._partial_fit, X, y, sample_weight,
+                                 classes)
         return self._guarded(self._partial_fit, X, y, sample_weight, classes)
 
     def _partial_fit(self, X, y, sample_weight, classes):
@@ -872,7 +891,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y) (with solver="lbfgs", as in scikit-learn, an
-        L-BFGS run continuing from the current weights). Returns self."""
+        L-BFGS run continuing from the current weights). A streamed X (memory
+        map, .npy path) is taken one window at a time (see ``_windows``).
+        Returns self."""
+        if is_streamed(X):
+            return self._guarded(self._windows, self._fit, X, y, sample_weight, True)
         return self._guarded(self._fit, X, y, sample_weight, True)
 
     def predict(self, X):

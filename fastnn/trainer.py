@@ -105,26 +105,15 @@ def _encode_with(model, y, n, classes, y_ndim, argument):
 
 
 def _validation(model, validation_data, validation_split, X, T, sw, classes, y_ndim):
-    """Split off validation rows: (X, T, sw, val), val = (Xv, Tv, swv) or None.
+    """Split off validation rows: (X, T, sw, val), val a function of the model
+    giving the end-of-epoch validation logs, or None.
 
     ``validation_split`` holds out the last rows of X (before any shuffling),
     as Keras does; pass ``validation_data`` for a stratified or random split."""
     if validation_data is not None and validation_split:
         raise ValueError("validation_data and validation_split cannot both be given")
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError("validation_data must be a tuple (X_val, y_val) or "
-                             "(X_val, y_val, sample_weight_val)")
-        Xv = as_features(validation_data[0], model.dtype, "validation_data")
-        if Xv.shape[1] != X.shape[1]:
-            raise ValueError(f"validation_data has {Xv.shape[1]} features but X has "
-                             f"{X.shape[1]}")
-        Tv = _encode_with(model, validation_data[1], Xv.shape[0], classes, y_ndim,
-                          "validation_data")
-        swv = (check_sample_weight(validation_data[2], Xv.shape[0], model.dtype,
-                                   "validation_data sample_weight")
-               if len(validation_data) == 3 else np.zeros(0, model.dtype))
-        return X, T, sw, _validator(Xv, Tv, swv)
+        return X, T, sw, _validation_data(model, validation_data, X.shape[1], classes, y_ndim)
     split = _validate.real(validation_split, "validation_split", 0.0, 1.0, high_open=True)
     if split == 0:
         return X, T, sw, None
@@ -138,6 +127,28 @@ def _validation(model, validation_data, validation_split, X, T, sw, classes, y_n
         raise ValueError("sample_weight: every training row left by validation_split has "
                          "weight zero")
     return X[:cut], T[:cut], (sw[:cut] if sw.size else sw), val
+
+
+def check_validation_tuple(validation_data):
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise ValueError("validation_data must be a tuple (X_val, y_val) or "
+                         "(X_val, y_val, sample_weight_val)")
+
+
+def _validation_data(model, validation_data, n_features, classes, y_ndim):
+    """The end-of-epoch validation on in-memory ``validation_data``, its
+    labels encoded as this fit will encode them."""
+    check_validation_tuple(validation_data)
+    Xv = as_features(validation_data[0], model.dtype, "validation_data")
+    if Xv.shape[1] != n_features:
+        raise ValueError(f"validation_data has {Xv.shape[1]} features but X has "
+                         f"{n_features}")
+    Tv = _encode_with(model, validation_data[1], Xv.shape[0], classes, y_ndim,
+                      "validation_data")
+    swv = (check_sample_weight(validation_data[2], Xv.shape[0], model.dtype,
+                               "validation_data sample_weight")
+           if len(validation_data) == 3 else np.zeros(0, model.dtype))
+    return _validator(Xv, Tv, swv)
 
 
 def _check_schedule(lr_schedule, first_epoch, epochs, lr0):
