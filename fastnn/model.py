@@ -22,7 +22,9 @@ from .threads import inference_threads, single_threaded_blas
 # use the feature-major loops. Measured (forward + backward, one thread, inside
 # a compiled loop): loops win up to about 600 multiply-adds on layers like 2x3
 # or 10x1 (0.2-0.4 us against gemm's 0.4 us fixed cost), tie near 1000, and
-# lose at every batch size once a layer has 64 weights or more.
+# lose at every batch size once a layer has 64 weights or more. A single row
+# (batch size 1) is the exception: there the loops win up to about 1024
+# weights when the layer has 8 or more outputs.
 BLAS_MIN_WEIGHTS = 64
 BLAS_MIN_MACS = 1000
 PREDICT_BLOCK = 512
@@ -292,7 +294,12 @@ class Sequential:
         for l, layer in enumerate(self.layers):
             if isinstance(layer, Dense):
                 weights = w[l] * w[l + 1]
-                flags[l] = int(weights >= BLAS_MIN_WEIGHTS or rows * weights >= BLAS_MIN_MACS)
+                if rows == 1:
+                    # one row: loops up to ~1024 weights unless few outputs (measured)
+                    loops = weights < BLAS_MIN_WEIGHTS or (weights <= 1024 and w[l + 1] >= 8)
+                    flags[l] = int(not loops)
+                else:
+                    flags[l] = int(weights >= BLAS_MIN_WEIGHTS or rows * weights >= BLAS_MIN_MACS)
         return flags
 
     def _largest_product(self, rows):

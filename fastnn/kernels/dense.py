@@ -87,15 +87,22 @@ def dense_backward(A, xo, n_in, P, wo, bo, n_out, rows, use_blas, D, do, G,
             W = P[wo:wo + n_in * n_out].reshape((n_in, n_out))
             np.dot(W, Dv, dX[dxo:dxo + n_in * rows].reshape((n_in, rows)))
         return
+    if rows == 1:
+        # one row: dW is the outer product X D^T, dX = W D (rows of W contiguous)
+        for k in range(n_in):
+            x = A[u64(xo + k)]
+            wk = wo + k * n_out
+            for j in range(n_out):
+                G[u64(wk + j)] = x * D[u64(do + j)]
+        if need_dx:
+            for k in range(n_in):
+                dX[u64(dxo + k)] = lane_dot(P, wo + k * n_out, D, do, n_out)
+        return
     for k in range(n_in):
         xb = xo + k * rows
         for j in range(n_out):
             G[u64(wo + k * n_out + j)] = lane_dot(A, xb, D, do + j * rows, rows)
     if not need_dx:
-        return
-    if rows == 1:
-        for k in range(n_in):
-            dX[u64(dxo + k)] = lane_dot(P, wo + k * n_out, D, do, n_out)
         return
     for k in range(n_in):
         base = dxo + k * rows
