@@ -44,7 +44,6 @@ BASE = "fastnn"
 BLOCK_S = 0.25       # per round, each entry runs back-to-back epochs for about this long
 MAX_REPS = 100
 REWARM_S = 0.05      # epochs shorter than this get an untimed epoch before each block
-SETTLE_S = 0.3       # pause after a multi-threaded entry (see _settle)
 
 
 def _log(msg):
@@ -61,7 +60,7 @@ def _threads_text(threads):
 
 # ------------------------------------------------------------- measuring
 
-def run_workload(wl, entries, rounds, prune, eval_epochs, settle=SETTLE_S):
+def run_workload(wl, entries, rounds, prune, eval_epochs):
     """Set up every entry, score it after ``eval_epochs`` epochs, then time
     ``rounds`` interleaved rounds; returns the raw per-round times (seconds per
     epoch, None where pruned), scores and the instances."""
@@ -84,12 +83,10 @@ def run_workload(wl, entries, rounds, prune, eval_epochs, settle=SETTLE_S):
                  if any(o.name == c.name for o in insts[:i])}
         active = _prune(active, {c.label: c.warmup_s for c in insts if not c.compiles},
                         prune, pruned, "its warm-up epoch", candidates=later)
-    calib = {}
-    for c in active:
-        calib[c.label] = _time_block(c, 1, False)
-        _settle(c, settle)
+    calib = {c.label: _time_block(c, 1, False) for c in active}
     if prune:
         active = _prune(active, calib, prune, pruned, "a calibration epoch")
+    eval_epochs = eval_epochs or wl.eval_epochs
     scores = {c.label: _score(c, eval_epochs) for c in active}
     reps = {lab: max(1, min(MAX_REPS, round(BLOCK_S / sec))) for lab, sec in calib.items()}
     times = {c.label: [None] * rounds for c in insts}
@@ -101,15 +98,13 @@ def run_workload(wl, entries, rounds, prune, eval_epochs, settle=SETTLE_S):
             order.reverse()
         for c in order:
             times[c.label][r] = _time_block(c, reps[c.label], calib[c.label] < REWARM_S)
-            _settle(c, settle)
         if wl.name == "w2":
             for t in (1, 2):
                 peaks[t].append(contenders.sgemm_gflops(t))
-            time.sleep(settle)
         _log(f"  round {r + 1}/{rounds}: " + ", ".join(
             f"{c.label} {_fmt_time(times[c.label][r])}" for c in active))
     return dict(insts=insts, times=times, scores=scores, peaks=peaks, pruned=pruned,
-                skipped=skipped, reps=reps)
+                skipped=skipped, reps=reps, eval_epochs=eval_epochs)
 
 
 def _time_block(c, reps, rewarm):
@@ -122,14 +117,6 @@ def _time_block(c, reps, rewarm):
     for _ in range(reps):
         c.run_epoch()
     return (time.perf_counter() - start) / reps
-
-
-def _settle(c, seconds):
-    """After a multi-threaded run, let its worker threads go idle: a W2 epoch
-    right after a 2-thread OpenBLAS one took 1.0-1.27 s instead of 0.83 s
-    (spinning workers next to it), and after a 0.5 s pause 0.83 s again."""
-    if c.threads != 1 and seconds:
-        time.sleep(seconds)
 
 
 def _score(c, epochs):
@@ -191,6 +178,7 @@ def summarise(wl, raw):
                          median_s=statistics.median(times[c.label]),
                          ratio=_paired(times, c.label, base), loss=loss, accuracy=acc))
     out = dict(workload=wl.name, title=wl.title, task=wl.task, n_test=wl.n_test,
+               eval_epochs=raw["eval_epochs"], inference=wl.inference,
                rows=rows, pruned=raw["pruned"], skipped=raw["skipped"], reps=raw["reps"],
                default_vs_1=_paired(times, _label(BASE, None), _label(BASE, 1)),
                times=times)
@@ -199,9 +187,14 @@ def summarise(wl, raw):
         peak = {t: statistics.median(v) for t, v in raw["peaks"].items() if v}
         flops = wl.epoch_flops()
         fast_s = statistics.median(times[base])
+        one = _label(contenders.GemmFloor.name, 1)
         out["gemm"] = dict(floor_s=statistics.median(times[floor.label]),
                            floor_threads=floor.threads,
                            fastnn_over_floor=_paired(times, base, floor.label),
+                           floor1_s=statistics.median(times[one]) if one in complete
+                           else float("nan"),
+                           fastnn_over_floor1=_paired(times, base, one) if one in complete
+                           else float("nan"),
                            gflop_per_epoch=flops / 1e9,
                            fastnn_gflops=flops / fast_s / 1e9,
                            floor_gflops=flops / statistics.median(times[floor.label]) / 1e9,
@@ -306,11 +299,11 @@ def report(meta, summaries, start, args):
              "and the mean counts. **× fastnn** is the median of the per-round ratios "
              "contender time / fastnn time (above 1: slower than fastnn). Each contender "
              "at its best thread setting in this run. Accuracy (R² for regression) and "
-             "loss on held-out rows, the mean of the scores after epochs "
-             f"{max(2, args.eval_epochs - 2)}..{max(2, args.eval_epochs)} from the same "
-             "initial weights; ! marks a score off fastnn's by more than noise.", "",
-             "| Workload | Contender | Threads | Time | × fastnn | Accuracy | Loss |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "loss on held-out rows, the mean of the scores after the last three of "
+             "the epochs in the Epochs column (every contender from the same initial "
+             "weights); ! marks a score off fastnn's by more than noise.", "",
+             "| Workload | Contender | Threads | Time | × fastnn | Accuracy | Loss | Epochs |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for s in summaries:
         base_row = next(r for r in s["rows"] if r["contender"] == BASE)
         for i, row in enumerate(s["rows"]):
@@ -319,7 +312,7 @@ def report(meta, summaries, start, args):
                 f"{_threads_text(row['threads'])} | {_fmt_time(row['median_s'])} | "
                 f"{_fmt_ratio(row['ratio'])} | "
                 f"{_score_text(s['task'], row['accuracy'])}{_accuracy_flag(s, row, base_row)}"
-                f" | {row['loss']:.4g} |")
+                f" | {row['loss']:.4g} | {'-' if s['inference'] else s['eval_epochs']} |")
     notes = []
     for s in summaries:
         for lab, (slow, when) in s["pruned"].items():
@@ -338,7 +331,9 @@ def report(meta, summaries, start, args):
                       f"GFLOP of matrix products alone, NumPy BLAS, same rounds): "
                       f"{_fmt_time(g['floor_s'])} on {g['floor_threads']} thread(s) "
                       f"({g['floor_gflops']:.0f} GFLOP/s). fastnn's epoch is "
-                      f"{g['fastnn_over_floor']:.2f}× the floor: {g['fastnn_gflops']:.0f} GFLOP/s"
+                      f"{g['fastnn_over_floor']:.2f}× the floor and "
+                      f"{g['fastnn_over_floor1']:.2f}× the 1-thread floor "
+                      f"({_fmt_time(g['floor1_s'])}): {g['fastnn_gflops']:.0f} GFLOP/s"
                       f" = {100 * g['peak_fraction']:.0f}% of the measured sgemm peak "
                       f"({peak})."]
     lines += ["", "| Workload | fastnn default threads / fastnn 1 thread |", "|---|---:|"]
@@ -376,6 +371,8 @@ def targets(summaries, start):
     out = [line("W1 reference / fastnn", ratio("w1", "reference"), 20)]
     g = by.get("w2", {}).get("gemm")
     out.append(line("W2 fastnn / GEMM floor", g and g["fastnn_over_floor"], 1.2, False))
+    out.append(line("W2 fastnn / 1-thread GEMM floor (fastnn's BLAS runs on one thread)",
+                    g and g["fastnn_over_floor1"], 1.2, False))
     out.append(line("W2 torch / fastnn", ratio("w2", "torch"), 2))
     out.append(line("W2 sklearn / fastnn", ratio("w2", "sklearn"), 2))
     out.append(line("W3 batch 1 torch / fastnn", ratio("w3_b1", "torch"), 300))
@@ -411,12 +408,13 @@ def main(argv=None):
     p.add_argument("--cold-rounds", type=int, default=None,
                    help="cold-cache start-up runs (default 1; smoke 0)")
     p.add_argument("--eval-epochs", type=int, default=None,
-                   help="epochs before every contender is scored (default 5; smoke 2)")
+                   help="epochs before every contender is scored (default: the "
+                        "workload's, 5 or 12; smoke 2)")
     p.add_argument("--no-startup", action="store_true", help="skip workload 6")
     args = p.parse_args(argv)
     smoke = args.smoke = args.smoke or workloads.smoke_from_env()
     args.rounds = args.rounds or (1 if smoke else 5)
-    args.eval_epochs = args.eval_epochs or (2 if smoke else 5)
+    args.eval_epochs = args.eval_epochs or (2 if smoke else None)
     cold = args.cold_rounds if args.cold_rounds is not None else (0 if smoke else 1)
     names = [n.strip() for n in args.contenders.split(",")] if args.contenders else None
     if names is not None:
@@ -436,8 +434,7 @@ def main(argv=None):
     summaries = []
     for wl in wls:
         _log(f"{wl.name}: {wl.title} ({wl.n_train} rows)")
-        raw = run_workload(wl, entries, args.rounds, args.prune, args.eval_epochs,
-                           0.0 if smoke else SETTLE_S)
+        raw = run_workload(wl, entries, args.rounds, args.prune, args.eval_epochs)
         summaries.append(summarise(wl, raw))
         del raw
     start = None if args.no_startup else run_startup(args.rounds, cold)

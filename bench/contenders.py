@@ -208,14 +208,9 @@ class FastNN(Contender):
 
 # -------------------------------------------------------------- reference
 
-class Reference(FastNN):
+class Reference(Contender):
     """fastnn.reference.Model.fit: the plain NumPy trainer, one epoch per call."""
     name = "reference"
-    threads_options = (1, 2)
-    compiles = False
-
-    def _threads(self):
-        return _Blas.limit(self.threads)
 
     def _build(self, wl):
         from fastnn import reference as ref
@@ -336,7 +331,7 @@ class Torch(Contender):
         params = self.net.parameters()
         self.opt = (torch.optim.SGD(params, lr=wl.lr) if wl.optimizer == "sgd"
                     else torch.optim.Adam(params, lr=wl.lr))
-        self.X = torch.from_numpy(np.array(self.data.X))     # torch wants writable memory
+        self.X = torch.from_numpy(self.data.X)
         y = self.data.y
         if wl.task == "multiclass":
             self.Y = torch.from_numpy(y.astype(np.int64))
@@ -361,9 +356,8 @@ class Torch(Contender):
 
     def _predict(self, X):
         import torch
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-            Z = self.net(torch.from_numpy(np.ascontiguousarray(X)))     # read only here
+        with torch.no_grad():
+            Z = self.net(torch.from_numpy(np.ascontiguousarray(X)))
             if self.workload.task == "multiclass":
                 return torch.softmax(Z, dim=1).numpy()
             if self.workload.task == "binary":

@@ -11,6 +11,7 @@ ratios; this suite is the pytest-benchmark view of the same table.
 """
 
 import math
+import zlib
 
 import pytest
 
@@ -46,6 +47,8 @@ def test_epoch(benchmark, smoke, workload_name, entry):
     if reason:
         pytest.skip(reason)
     wl = workloads.get(workload_name, smoke)
+    data = wl.load()
+    checksum = _checksum(data)
     contender = cls(threads).setup(wl)          # compiles and warms up: untimed
     benchmark.group = wl.name
     benchmark.extra_info.update(workload=wl.title, contender=name,
@@ -57,6 +60,11 @@ def test_epoch(benchmark, smoke, workload_name, entry):
     loss, accuracy = contender.evaluate()
     benchmark.extra_info.update(loss=loss, accuracy=accuracy)
     assert math.isfinite(loss)
+    assert _checksum(data) == checksum, f"{name} changed the shared training data"
+
+
+def _checksum(data):
+    return [zlib.crc32(a) for a in (data.X, data.y, data.X_test, data.y_test)]
 
 
 @pytest.mark.parametrize("case", startup.CASES)
