@@ -387,19 +387,10 @@ class StreamLoop(_Loop):
             last = i + 1 == len(windows)
             stop = total if last else total - total % bs
             self._begin_window(slot, order, done)
-            for start in range(0, stop, self.rows_per_call):
-                end = min(stop, start + self.rows_per_call)
-                want = -(-(end - start) // bs)
-                got = self._call(order, start, end, hp, losses, corrects, done)
-                done += got
-                progress.update(got * bs if got < want else end - start,
-                                losses[done - 1] if done else float("nan"))
-                if got < want:
-                    self._losses[-1] = losses[:done + 1]
-                    return done, losses, corrects, True
-                if interrupt.requested:
-                    self._losses[-1] = losses[:done]
-                    return done, losses, corrects, False
+            done, end = self._slices(order, stop, hp, losses, corrects, done, progress,
+                                     interrupt)
+            if end is not None:
+                return done, losses, corrects, end == "diverged"
             if not last and not np.isfinite(m._params).all():
                 # a finite loss whose update left non-finite weights: seen here,
                 # while this window can still be replayed

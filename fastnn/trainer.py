@@ -433,21 +433,29 @@ class _Loop:
         losses = np.zeros(self.n_batches)
         corrects = np.zeros(self.n_batches)
         self._losses.append(losses)
-        done = 0
-        for start in range(0, self.n, self.rows_per_call):
-            stop = min(self.n, start + self.rows_per_call)
-            want = -(-(stop - start) // self.batch_size)
-            got = self._call(order, start, stop, hp, losses, corrects, done)
+        done, end = self._slices(order, self.n, hp, losses, corrects, 0, progress, interrupt)
+        return done, losses, corrects, end == "diverged"
+
+    def _slices(self, order, stop, hp, losses, corrects, done, progress, interrupt):
+        """Train on rows order[:stop] in compiled slices of ``rows_per_call``
+        rows, recording from batch ``done`` on. Returns (batches done, end):
+        end is None when every slice ran, "diverged" when a loss was not finite
+        (that batch's update not applied), "interrupted" after a Ctrl-C."""
+        bs = self.batch_size
+        for start in range(0, stop, self.rows_per_call):
+            end = min(stop, start + self.rows_per_call)
+            want = -(-(end - start) // bs)
+            got = self._call(order, start, end, hp, losses, corrects, done)
             done += got
-            progress.update(got * self.batch_size if got < want else stop - start,
+            progress.update(got * bs if got < want else end - start,
                             losses[done - 1] if done else float("nan"))
             if got < want:
                 self._losses[-1] = losses[:done + 1]
-                return done, losses, corrects, True
+                return done, "diverged"
             if interrupt.requested:
                 self._losses[-1] = losses[:done]
-                return done, losses, corrects, False
-        return done, losses, corrects, False
+                return done, "interrupted"
+        return done, None
 
     def diverged(self, model, order, lr, epoch, done, loss):
         """Leave the model with the weights (and matching BatchNorm statistics)
