@@ -152,8 +152,8 @@ def _validation_data(model, validation_data, n_features, classes, y_ndim):
 
 
 def _check_schedule(lr_schedule, first_epoch, epochs, lr0):
-    """Every learning rate this fit will use (with the current lr) is positive
-    and finite; else ValueError naming lr_schedule, before training starts."""
+    """Every learning rate this fit will use (with the current lr) is finite and
+    not negative; else ValueError naming lr_schedule, before training starts."""
     if lr_schedule is None:
         return
     for epoch in range(first_epoch, first_epoch + epochs):
@@ -165,16 +165,18 @@ def _check_schedule(lr_schedule, first_epoch, epochs, lr0):
 
 
 def _scheduled_lr(lr_schedule, epoch, lr0):
+    """The epoch's learning rate. A schedule may reach 0 (CosineDecay does, at
+    its default min_lr, once ``epoch >= epochs``): updates are then zero."""
     lr = lr0 if lr_schedule is None else lr_schedule(epoch, lr0)
     try:
         ok = isinstance(lr, (int, float, np.integer, np.floating)) and not isinstance(lr, bool) \
-            and math.isfinite(lr) and lr > 0
+            and math.isfinite(lr) and lr >= 0
     except (TypeError, ValueError):
         ok = False
     if not ok:
         who = "lr_schedule" if lr_schedule is not None else "optimizer.lr"
         raise ValueError(f"{who} gave learning rate {lr!r} at epoch {epoch}; it must be "
-                         "a positive finite number")
+                         "a finite number >= 0")
     return float(lr)
 
 

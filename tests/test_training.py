@@ -254,3 +254,18 @@ def test_predict_proba_and_labels():
     assert pb.shape == (200, 2)
     np.testing.assert_allclose(pb.sum(axis=1), 1, rtol=1e-6)
     assert b.predict(X).shape == (200,)
+
+
+def test_cosine_decay_may_reach_zero_learning_rate():
+    """CosineDecay(epochs) reaches min_lr = 0 at epoch >= epochs; training goes
+    on with zero updates instead of refusing the schedule."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 3))
+    y = rng.integers(0, 3, 64)
+    m = _build([5], ["tanh"], "softmax_cross_entropy", 3, "float64", 0, opt=fnn.Adam(0.01))
+    schedule = fnn.schedules.CosineDecay(2)
+    m.fit(X, y, epochs=2, lr_schedule=schedule)
+    before = m.get_weights()
+    h = m.fit(X, y, epochs=1, lr_schedule=schedule)
+    assert h.history["lr"] == [0.0]
+    assert m.get_weights().tobytes() == before.tobytes()
