@@ -277,10 +277,7 @@ class Sequential:
 
     # ------------------------------------------------------------- inference
     def _check_ready(self, X, argument="X"):
-        if not self._built or not self._compiled or (self.is_classifier and self._classes is None):
-            if not self._built or not self._compiled:
-                raise ValueError("the model must be compiled and fitted (or built with "
-                                 "input_dim) before predict/evaluate")
+        self._check_fitted()
         X = as_features(X, self.dtype, argument)
         if X.shape[1] != self.input_dim:
             raise ValueError(f"{argument} has {X.shape[1]} features but the model expects "
@@ -301,6 +298,16 @@ class Sequential:
                 else:
                     flags[l] = int(weights >= BLAS_MIN_WEIGHTS or rows * weights >= BLAS_MIN_MACS)
         return flags
+
+    def _check_fitted(self):
+        """predict/evaluate need a fit (or a loaded fitted model): it fixes the
+        label values and the shape predictions take."""
+        if not self._compiled:
+            raise ValueError("the model must be compiled and fitted before predict, "
+                             "predict_proba or evaluate")
+        if not self._built or self._y_ndim is None:
+            raise ValueError("this model is not fitted yet: call fit (or load a fitted "
+                             "model) before predict, predict_proba or evaluate")
 
     def _largest_product(self, rows):
         w = self._widths

@@ -269,3 +269,14 @@ def test_cosine_decay_may_reach_zero_learning_rate():
     h = m.fit(X, y, epochs=1, lr_schedule=schedule)
     assert h.history["lr"] == [0.0]
     assert m.get_weights().tobytes() == before.tobytes()
+
+
+def test_predict_before_fit_is_refused_even_when_built():
+    m = fnn.Sequential([fnn.Dense(3)], input_dim=2, seed=0)
+    m.compile("softmax_cross_entropy")
+    X = np.zeros((4, 2))
+    for call in (m.predict, m.predict_proba, lambda X: m.evaluate(X, [0, 1, 2, 0])):
+        with pytest.raises(ValueError, match="not fitted"):
+            call(X)
+    m.fit(X, [0, 1, 2, 0], epochs=0)          # fixes the labels; no update
+    assert m.predict(X).shape == (4,)
