@@ -4,8 +4,8 @@
 ``activation_backward(Z, A, D, code)``: ``D *= f'(Z)`` in place, using the
 stored output ``A`` where the maths allows (tanh: 1-A^2, sigmoid: A(1-A),
 relu family: sign of A) and ``Z`` only where it must (gelu, softplus).
-Both work on 1-D views of the (rows, units) buffers so the loops are flat and
-vectorise; the code is tested once, outside the loop.
+Both work on 1-D views of the feature-major (units, rows) blocks, so the
+loops are flat and vectorise; the code is tested once, outside the loop.
 """
 
 import math
