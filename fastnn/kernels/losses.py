@@ -67,12 +67,13 @@ def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do):
     h = S[5 * rows:6 * rows]
     for i in range(rows):
         r[i] = zero
+        g[i] = w[i] * c if weighted else c     # g = the row's share of the batch loss
     if code == SOFTMAX_XENT:
         _argmax_rows(Z, zo, k, rows, a, b)      # a = row max, b = argmax of Z
-        _argmax_rows(T, to, k, rows, g, h)      # h = argmax of T
+        _argmax_rows(T, to, k, rows, e, h)      # h = argmax of T
         for i in range(rows):
-            g[i] = one if b[i] == h[i] else zero
-        correct = float(lane_sum(g, ZERO, rows))
+            e[i] = one if b[i] == h[i] else zero
+        correct = float(lane_sum(e, ZERO, rows))
         for i in range(rows):
             b[i] = zero                          # b = sum exp, e = sum T
             e[i] = zero
@@ -89,9 +90,6 @@ def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do):
         for i in range(rows):
             a[i] = a[i] + fast_log(b[i])      # a = lse
             e[i] = e[i] / b[i]                # e = sum(T) / sum(exp)
-        if weighted:
-            for i in range(rows):
-                g[i] = w[i] * c
         for j in range(k):
             zb = zo + j * rows
             tb = to + j * rows
@@ -100,18 +98,13 @@ def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do):
                 r[i] += T[u64(tb + i)] * (a[i] - Z[u64(zb + i)])
             for i in range(rows):
                 D[u64(db_ + i)] = D[u64(db_ + i)] * e[i] - T[u64(tb + i)]
-            if weighted:
-                for i in range(rows):
-                    D[u64(db_ + i)] *= g[i]
-            else:
-                for i in range(rows):
-                    D[u64(db_ + i)] *= c
+            for i in range(rows):
+                D[u64(db_ + i)] *= g[i]
     elif code == BINARY_XENT:
         half = f(0.5)
         inv_k = f(1.0 / k)
         for i in range(rows):
             h[i] = zero
-            g[i] = w[i] * c if weighted else c
         for j in range(k):
             zb = zo + j * rows
             tb = to + j * rows
@@ -131,9 +124,6 @@ def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do):
                 D[u64(db_ + i)] *= g[i]
         correct = float(lane_sum(h, ZERO, rows))
     elif code == HALF_POISSON:
-        for i in range(rows):
-            r[i] = zero
-            g[i] = w[i] * c if weighted else c
         for j in range(k):
             zb = zo + j * rows
             tb = to + j * rows
@@ -151,8 +141,6 @@ def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do):
     else:
         cc = 0.5 if code == HALF_MSE else 1.0
         g0 = f(2.0 * cc / k)
-        for i in range(rows):
-            g[i] = g0 * (w[i] * c) if weighted else g0 * c
         for j in range(k):
             zb = zo + j * rows
             tb = to + j * rows
@@ -163,7 +151,7 @@ def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do):
             for i in range(rows):
                 diff = D[u64(db_ + i)]
                 r[i] += diff * diff
-                D[u64(db_ + i)] = diff * g[i]
+                D[u64(db_ + i)] = (g0 * diff) * g[i]
         scale = f(cc / k)
         for i in range(rows):
             r[i] *= scale
