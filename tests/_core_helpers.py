@@ -67,29 +67,26 @@ def to_reference(model, masks=None):
     return ref.Model(layers, model.loss, l2=model.l2, l2_per_row=model._l2_per_row)
 
 
-def reference_flat(ref_model):
-    """The reference model's parameters in fastnn's flat-buffer order."""
+def _flatten(ref_model, arrays):
+    """``arrays(layer)`` of every reference layer, in fastnn's flat-buffer order
+    (a reference Dense keeps a zero bias even without one; fastnn has none)."""
     parts = []
     for layer in ref_model.layers:
-        if isinstance(layer, ref.Dense):
-            parts.append(layer.W.ravel())
-            if layer.use_bias:
-                parts.append(layer.b.ravel())
-        elif isinstance(layer, ref.BatchNorm):
-            parts += [layer.gamma.ravel(), layer.beta.ravel()]
+        picked = arrays(layer)
+        if isinstance(layer, ref.Dense) and not layer.use_bias:
+            picked = picked[:1]
+        parts += [a.ravel() for a in picked]
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
+def reference_flat(ref_model):
+    """The reference model's parameters in fastnn's flat-buffer order."""
+    return _flatten(ref_model, lambda layer: layer.params())
+
+
 def reference_flat_grads(ref_model):
-    parts = []
-    for layer in ref_model.layers:
-        if isinstance(layer, ref.Dense):
-            parts.append(layer.dW.ravel())
-            if layer.use_bias:
-                parts.append(layer.db.ravel())
-        elif isinstance(layer, ref.BatchNorm):
-            parts += [layer.dgamma.ravel(), layer.dbeta.ravel()]
-    return np.concatenate(parts)
+    """The reference model's gradients, in the same order."""
+    return _flatten(ref_model, lambda layer: layer.grads())
 
 
 def reference_optimizer(opt):
