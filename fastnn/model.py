@@ -27,6 +27,16 @@ from .threads import inference_threads, single_threaded_blas
 # weights when the layer has 8 or more outputs.
 BLAS_MIN_WEIGHTS = 64
 BLAS_MIN_MACS = 1000
+
+# Training batches split into row chunks computed in parallel (see _chunks):
+# at most MAX_CHUNKS, each of at least MIN_CHUNK_ROWS rows (gemm stays
+# efficient) and MIN_CHUNK_MACS multiply-adds (tens of microseconds of work,
+# against a 2-3 us fork-join), the per-chunk gradient buffers within
+# MAX_CHUNK_GRADS_BYTES.
+MAX_CHUNKS = 16
+MIN_CHUNK_ROWS = 64
+MIN_CHUNK_MACS = 250_000
+MAX_CHUNK_GRADS_BYTES = 256 * 2**20
 PREDICT_BLOCK = 512
 _KIND_CODES = {Dense: codes.DENSE, BatchNorm: codes.BATCHNORM, Dropout: codes.DROPOUT}
 
@@ -298,6 +308,26 @@ class Sequential:
                 else:
                     flags[l] = int(weights >= BLAS_MIN_WEIGHTS or rows * weights >= BLAS_MIN_MACS)
         return flags
+
+    def _chunks(self, batch_size):
+        """Row chunks each training batch of ``batch_size`` rows is split into
+        (``kernels.chunked``): a power of two, fixed by the network and the
+        batch size only, never by the thread count, so results are too.
+        Chunks keep at least MIN_CHUNK_ROWS rows and MIN_CHUNK_MACS
+        multiply-adds (a parallel hand-off costs microseconds); BatchNorm,
+        which needs whole-batch statistics, keeps whole batches."""
+        if any(isinstance(layer, BatchNorm) for layer in self.layers):
+            return 1
+        w = self._widths
+        macs = 3 * sum(w[l] * w[l + 1] for l, layer in enumerate(self.layers)
+                       if isinstance(layer, Dense))
+        grads_bytes = self._params.size * self._params.itemsize
+        n = 1
+        while (2 * n <= MAX_CHUNKS and batch_size // (2 * n) >= MIN_CHUNK_ROWS
+               and macs * (batch_size // (2 * n)) >= MIN_CHUNK_MACS
+               and 2 * n * grads_bytes <= MAX_CHUNK_GRADS_BYTES):
+            n *= 2
+        return n
 
     def _check_fitted(self):
         """predict/evaluate need a fit (or a loaded fitted model): it fixes the

@@ -115,13 +115,13 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from . import registry
 from .data import is_streamed
 from .kernels.fullbatch import fullbatch_loss_grad
-from .kernels.network import predict_rows, train_batches
+from .kernels.network import predict_rows
 from .layers import Dense
 from .model import Sequential
 from .model import _sigmoid as _logistic
 from .optimizers import SGD, _AdamSK
 from .threads import single_threaded_blas
-from .trainer import _Buffers, _opt_state
+from .trainer import _Buffers, _opt_state, run_batches
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 # one compiled call trains about this many multiply-adds, so Ctrl-C is seen
@@ -429,7 +429,7 @@ class _BaseMLP(BaseEstimator):
         l2_fix = 0.5 * self.alpha / sw_mean * (1 - 1 / scale) if scale > 1 else 0.0
         weights = [layer.W for layer in net.layers]
         order = np.arange(n, dtype=np.int64)
-        net._use_blas = net._blas_layers(batch_size)
+        net._use_blas = net._blas_layers(buf.chunk_rows)
         self.n_iter_ = 0
         with single_threaded_blas():
             try:
@@ -446,13 +446,9 @@ class _BaseMLP(BaseEstimator):
                     for start in range(0, n, rows_per_call):
                         stop = min(n, start + rows_per_call)
                         want = -(-(stop - start) // batch_size)
-                        got = train_batches(
-                            X, T, sw, order, start, stop, batch_size,
-                            net._spec, net._fspec, net._use_blas, net._params, buf.grads,
-                            net._state, buf.bnbuf, buf.acts, buf.work, buf.d0, buf.d1,
-                            buf.tbuf, buf.wbuf, net._wmask, net.l2, True, net._loss_code,
-                            opt.code, hp, state["s1"], state["s2"], state["t"], 0,
-                            losses, corrects, done)
+                        got = run_batches(net, buf, X, T, sw, order, start, stop,
+                                          batch_size, hp, state, net.l2, True, 0,
+                                          losses, corrects, done)
                         done += got
                         if got < want:
                             raise ValueError(_NONFINITE)

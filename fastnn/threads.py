@@ -11,8 +11,17 @@ small shared machines a second thread is often a loss. Measured here:
   than a whole step of a small network, and Numba's spinning workers next to
   OpenBLAS threads made an MNIST epoch 50-130x slower.
 
-So training runs on one thread, which is never slower than "one thread" by
-construction and bitwise reproducible. Inference (predict, predict_proba,
+So BLAS never gets more than one thread. Training goes parallel by data
+instead: a batch big enough is split into row chunks fixed by the network and
+the batch size (``Sequential._chunks``, ``kernels/chunked.py``), each chunk's
+forward and backward runs on a Numba thread with single-thread BLAS, and the
+chunk gradients are summed in chunk order: the same arithmetic on any number
+of threads, so the same bits. Small batches stay whole, on one thread (a
+fork-join would cost more than the work). Numba's pool is used only from one
+Python thread at a time and never in a forked child (GNU OpenMP is not
+fork-safe); otherwise the same chunks run in a plain loop, same results.
+
+Inference (predict, predict_proba,
 evaluate, validation) splits the rows into fixed blocks of 512 and hands
 contiguous runs of blocks to worker threads; each block is computed the same
 way whichever thread runs it, so results do not depend on the thread count.
@@ -23,6 +32,7 @@ default is the available cores.
 
 import contextlib
 import os
+import threading
 
 from . import _validate
 
@@ -49,6 +59,44 @@ def inference_threads(n_blocks):
     """Worker threads for inference over ``n_blocks`` row blocks."""
     cap = _num_threads if _num_threads is not None else available_cores()
     return max(1, min(cap, n_blocks // MIN_BLOCKS_PER_THREAD))
+
+
+_pool_lock = threading.Lock()     # one Python thread in Numba's pool at a time
+_forked_child = False
+
+
+def _after_fork_in_child():
+    global _forked_child, _pool_lock
+    _forked_child = True
+    _pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def training_threads(n_chunks):
+    """Threads for training batches split into ``n_chunks`` chunks."""
+    import numba
+    cap = _num_threads if _num_threads is not None else available_cores()
+    return max(1, min(cap, n_chunks, numba.config.NUMBA_NUM_THREADS))
+
+
+@contextlib.contextmanager
+def chunk_threads(n_chunks):
+    """Yield whether the chunked training kernel may run its passes on Numba's
+    thread pool (then sized for ``n_chunks``, and restored afterwards)."""
+    n = training_threads(n_chunks)
+    if n < 2 or _forked_child or not _pool_lock.acquire(blocking=False):
+        yield False
+        return
+    import numba
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(n)
+        yield True
+    finally:
+        numba.set_num_threads(old)
+        _pool_lock.release()
 
 
 def available_cores():

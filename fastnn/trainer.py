@@ -32,8 +32,9 @@ from . import _validate, data
 from . import schedules as _schedules
 from .callbacks import CallbackList
 from .data import as_features, check_sample_weight
+from .kernels.chunked import UPDATE_BLOCK, train_chunked
 from .kernels.network import train_batches
-from .threads import limit_blas
+from .threads import chunk_threads, limit_blas
 
 # one compiled call handles about this many multiply-adds (a fraction of a
 # second), so progress, callbacks and Ctrl-C are seen several times per epoch;
@@ -79,6 +80,43 @@ class _Buffers:
         self.wbuf = np.zeros(8 * batch_size, dtype)    # row weights, then loss scratch
         self.grads = np.zeros_like(model._params)
         self.bnbuf = np.zeros_like(model._state)
+        # row chunks of a batch (kernels/chunked.py): one workspace row each
+        self.n_chunks = nc = model._chunks(batch_size)
+        self.chunk_rows = cr = -(-batch_size // nc)
+        if nc > 1:
+            self.acts2 = np.zeros((nc, cr * total), dtype)
+            self.work2 = np.zeros((nc, cr * (total - widths[0])), dtype)
+            self.d02 = np.zeros((nc, cr * max(widths)), dtype)
+            self.d12 = np.zeros_like(self.d02)
+            self.tb2 = np.zeros((nc, cr * model.n_outputs), dtype)
+            self.wb2 = np.zeros((nc, 8 * cr), dtype)
+            self.grads2 = np.zeros((nc, model._params.size), dtype)
+            self.closs = np.zeros(nc)
+            self.ccorr = np.zeros(nc)
+            self.l2part = np.zeros(-(-model._params.size // UPDATE_BLOCK))
+
+
+def run_batches(model, buf, X, T, sw, order, start, stop, batch_size, hp, state, l2,
+                l2_per_row, seed, losses, corrects, at):
+    """Train on rows order[start:stop] (see ``kernels.network.train_batches``,
+    whose result this returns): whole batches, or row chunks in parallel when
+    ``buf`` splits batches (same results whatever the thread count)."""
+    m = model
+    if buf.n_chunks == 1:
+        return train_batches(
+            X, T, sw, order, start, stop, batch_size,
+            m._spec, m._fspec, m._use_blas, m._params, buf.grads, m._state, buf.bnbuf,
+            buf.acts, buf.work, buf.d0, buf.d1, buf.tbuf, buf.wbuf, m._wmask, l2, l2_per_row,
+            m._loss_code, m.optimizer.code, hp, state["s1"], state["s2"], state["t"], seed,
+            losses, corrects, at)
+    with chunk_threads(buf.n_chunks) as parallel:
+        return train_chunked(
+            X, T, sw, order, start, stop, batch_size, buf.n_chunks, parallel,
+            m._spec, m._fspec, m._use_blas, m._params, m._state, buf.bnbuf,
+            buf.acts2, buf.work2, buf.d02, buf.d12, buf.tb2, buf.wb2, buf.grads2, buf.closs,
+            buf.ccorr, buf.l2part, m._wmask, l2, l2_per_row, m._loss_code,
+            m.optimizer.code, hp, state["s1"], state["s2"], state["t"], seed,
+            losses, corrects, at)
 
 
 def _opt_state(model):
@@ -402,7 +440,7 @@ class _Loop:
         self.n_batches = -(-n // batch_size)
         self.sizes = np.full(self.n_batches, batch_size, np.float64)
         self.sizes[-1] = n - batch_size * (self.n_batches - 1)
-        model._use_blas = model._blas_layers(bs)
+        model._use_blas = model._blas_layers(min(bs, buf.chunk_rows))
         self.threads = 1 if model._use_blas.any() else None
         self._losses = []            # one array per epoch (partial for the last)
         self._t_epoch = int(self.state["t"][0])
@@ -416,13 +454,10 @@ class _Loop:
         pass
 
     def _call(self, order, start, stop, hp, losses, corrects, at):
-        m, b, s = self.model, self.buf, self.state
-        return train_batches(
-            self.X, self.T, self.sw, order, start, stop, self.batch_size,
-            m._spec, m._fspec, m._use_blas, m._params, b.grads, m._state, b.bnbuf,
-            b.acts, b.work, b.d0, b.d1, b.tbuf, b.wbuf, m._wmask, m.l2, m._l2_per_row,
-            m._loss_code, m.optimizer.code, hp, s["s1"], s["s2"], s["t"], m.seed,
-            losses, corrects, at)
+        m = self.model
+        return run_batches(m, self.buf, self.X, self.T, self.sw, order, start, stop,
+                           self.batch_size, hp, self.state, m.l2, m._l2_per_row, m.seed,
+                           losses, corrects, at)
 
     def epoch(self, order, lr, progress, interrupt):
         """Run the epoch's batches in slices. Returns (batches applied, losses,

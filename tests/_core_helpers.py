@@ -23,7 +23,7 @@ def compiled_loss_and_grads(model, X, T, sw=None, step=1):
     buf.acts[:n * d] = np.ascontiguousarray(layout, model.dtype).ravel()
     state = model._state.copy()
     out = network_forward(model._spec, model._fspec, model._params, state, buf.bnbuf,
-                          buf.acts, buf.work, n, True, model._use_blas, model.seed, step)
+                          buf.acts, buf.work, n, True, model._use_blas, model.seed, step, 0, n)
     k = model.n_outputs
     Tt = np.ascontiguousarray(T.T, model.dtype).ravel()
     w = np.zeros(8 * n, model.dtype)

@@ -409,7 +409,7 @@ def test_failed_fit_leaves_the_estimator_unchanged(blobs):
 def test_keyboard_interrupt_ends_fit_with_a_usable_model(blobs, monkeypatch):
     X, y = blobs
     calls = []
-    real = fsk.train_batches
+    real = fsk.run_batches
 
     def interrupted(*args):
         calls.append(1)
@@ -417,7 +417,7 @@ def test_keyboard_interrupt_ends_fit_with_a_usable_model(blobs, monkeypatch):
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(fsk, "train_batches", interrupted)
+    monkeypatch.setattr(fsk, "run_batches", interrupted)
     with pytest.warns(UserWarning, match="Training interrupted by user"):
         clf = fastnn.MLPClassifier(max_iter=50, random_state=0).fit(X, y)
     assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2

@@ -14,16 +14,19 @@ SCRIPT = r"""
 import hashlib, json, sys
 import numpy as np
 import fastnn as fnn
-from fastnn import model as model_mod
 fnn.set_num_threads(int(sys.argv[1]))
+dtype, chunked = sys.argv[2], sys.argv[3] == "chunked"
 rng = np.random.default_rng(0)
-X = rng.normal(size=(1500, 96)).astype(sys.argv[2])
+X = rng.normal(size=(1500, 96)).astype(dtype)
 y = (X[:, :3].sum(1) > 0).astype(int) + (X[:, 3] > 0)
-m = fnn.Sequential([fnn.Dense(160, activation="relu"), fnn.BatchNorm(), fnn.Dropout(0.1),
-                    fnn.Dense(64, activation="tanh"), fnn.Dense(3)], dtype=sys.argv[2], seed=3)
+norm = [fnn.Dropout(0.1)] if chunked else [fnn.BatchNorm(), fnn.Dropout(0.1)]
+m = fnn.Sequential([fnn.Dense(160, activation="relu"), *norm,
+                    fnn.Dense(64, activation="tanh"), fnn.Dense(3)], dtype=dtype, seed=3)
 m.compile("softmax_cross_entropy", fnn.Adam(1e-3), l2=1e-4)
-m.fit(X, y, batch_size=128, epochs=2)
+m.fit(X, y, batch_size=256 if chunked else 128, epochs=2,
+      sample_weight=rng.uniform(0.5, 2.0, 1500))
 assert m._use_blas.any()
+assert (m._buffers.n_chunks > 1) == chunked, m._buffers.n_chunks
 p = m.predict_proba(X)
 print(json.dumps([hashlib.sha256(m.get_weights().tobytes()).hexdigest(),
                   hashlib.sha256(p.tobytes()).hexdigest()]))
@@ -31,14 +34,106 @@ print(json.dumps([hashlib.sha256(m.get_weights().tobytes()).hexdigest(),
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_bitwise_identical_with_one_and_two_threads(dtype):
+@pytest.mark.parametrize("batches", ["whole", "chunked"])
+def test_bitwise_identical_with_one_and_two_threads(dtype, batches):
+    """Whole batches (BatchNorm) and batches split into row chunks that run on
+    Numba's thread pool: the same bits on 1, 2 and 3 threads."""
     outs = []
-    for threads in (1, 2, 1):
-        r = subprocess.run([sys.executable, "-c", SCRIPT, str(threads), dtype],
+    for threads in (1, 2, 3):
+        r = subprocess.run([sys.executable, "-c", SCRIPT, str(threads), dtype, batches],
                            capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr
         outs.append(json.loads(r.stdout.strip().splitlines()[-1]))
     assert outs[0] == outs[1] == outs[2]
+
+
+def _chunked_fit(n_chunks=None, threads=None, dtype="float64", seed=0):
+    """A Dense/Dropout network fitted 2 epochs at batch 256 with sample
+    weights and l2; ``n_chunks`` overrides the model's plan."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1100, 40))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+    m = fnn.Sequential([fnn.Dense(96, activation="tanh"), fnn.Dropout(0.2),
+                        fnn.Dense(48, activation="relu"), fnn.Dense(3)], dtype=dtype, seed=seed)
+    m.compile("softmax_cross_entropy", fnn.Adam(1e-2), l2=1e-3)
+    if n_chunks is not None:
+        m._chunks = lambda batch_size: n_chunks
+    fnn.set_num_threads(threads)
+    try:
+        h = m.fit(X, y, batch_size=256, epochs=2, sample_weight=rng.uniform(0.5, 2, 1100))
+    finally:
+        fnn.set_num_threads(None)
+    return m, h
+
+
+def test_chunk_plan_depends_on_the_batch_not_the_threads():
+    m, _ = _chunked_fit()
+    assert m._chunks(256) == 4 and m._chunks(128) == 2 and m._chunks(100) == 1
+    assert m._buffers.n_chunks == 4
+    bn = fnn.Sequential([fnn.Dense(96), fnn.BatchNorm(), fnn.Dense(3)], input_dim=40)
+    assert bn._chunks(4096) == 1                 # BatchNorm needs whole batches
+    tiny = fnn.Sequential([fnn.Dense(3, activation="tanh"), fnn.Dense(3)], input_dim=2)
+    assert tiny._chunks(4096) == 1               # too little work per chunk
+
+
+@pytest.mark.parametrize("n_chunks", [2, 4])
+def test_chunked_batches_match_whole_batches(n_chunks):
+    """Row chunks compute the same maths as the whole batch (gradients summed
+    in another order, so equal to rounding); Dropout draws the same mask."""
+    whole, hw = _chunked_fit(n_chunks=1)
+    chunked, hc = _chunked_fit(n_chunks=n_chunks)
+    np.testing.assert_allclose(chunked.get_weights(), whole.get_weights(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(hc.batch_losses, hw.batch_losses, rtol=1e-13)
+    assert hc.history["accuracy"] == hw.history["accuracy"]
+
+
+def test_chunked_serial_and_parallel_paths_are_bitwise_equal():
+    one, h1 = _chunked_fit(threads=1, dtype="float32")      # plain loop
+    two, h2 = _chunked_fit(threads=2, dtype="float32")      # Numba's pool
+    assert one.get_weights().tobytes() == two.get_weights().tobytes()
+    assert h1.batch_losses.tobytes() == h2.batch_losses.tobytes()
+
+
+def test_chunked_training_from_concurrent_python_threads():
+    """Numba's pool serves one Python thread at a time (the other runs the
+    same chunks in a plain loop): no crash, the same bits as alone."""
+    from concurrent.futures import ThreadPoolExecutor
+    alone = _chunked_fit(dtype="float32")[0].get_weights()
+    with ThreadPoolExecutor(3) as ex:
+        got = list(ex.map(lambda _: _chunked_fit(dtype="float32")[0].get_weights(), range(3)))
+    for w in got:
+        assert w.tobytes() == alone.tobytes()
+
+
+FORK = r"""
+import multiprocessing as mp, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from test_threads import _chunked_fit
+
+def child(q):
+    q.put(_chunked_fit(dtype="float32")[0].get_weights().tobytes())
+
+if __name__ == "__main__":
+    parent = _chunked_fit(dtype="float32")[0].get_weights().tobytes()   # uses the pool
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=child, args=(q,))
+    p.start()
+    got = q.get(timeout=300)
+    p.join(60)
+    assert p.exitcode == 0 and got == parent
+    print("ok")
+"""
+
+
+def test_chunked_training_in_a_forked_child():
+    """GNU OpenMP is not fork-safe: a child forked after the parent used the
+    pool trains with plain loops, to the same bits."""
+    import os
+    r = subprocess.run([sys.executable, "-c", FORK, os.path.dirname(__file__)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
 
 
 def test_set_num_threads_validates_and_restores():
@@ -69,11 +164,12 @@ def test_one_signature_per_dtype():
         for layers in ([fnn.Dense(4, activation="tanh"), fnn.BatchNorm(), fnn.Dropout(0.2),
                         fnn.Dense(2)], [fnn.Dense(70, activation="relu"), fnn.Dense(70),
                                         fnn.Dense(3)]):
-            X = rng.normal(size=(50, 3))
+            X = rng.normal(size=(300, 3))
             m = fnn.Sequential(layers, dtype=dtype, seed=0)
             m.compile("softmax_cross_entropy", fnn.Adam(), l2=0.1)
-            m.fit(X, rng.integers(0, m.n_outputs, 50), batch_size=7, epochs=1,
-                  sample_weight=np.ones(50), validation_data=(X, rng.integers(0, 2, 50)))
+            for bs in (7, 256):                 # whole batches; row chunks (no BatchNorm)
+                m.fit(X, rng.integers(0, m.n_outputs, 300), batch_size=bs, epochs=1,
+                      sample_weight=np.ones(300), validation_data=(X, rng.integers(0, 2, 300)))
             m.predict_proba(X.astype(np.float32))
     for k in KERNELS:
         sigs = k.signatures
@@ -94,13 +190,14 @@ import numpy as np
 from numba.core.registry import CPUDispatcher
 import fastnn as fnn
 rng = np.random.default_rng(0)
-X = rng.normal(size=(100, 3)).astype(np.float32)
-y = rng.integers(0, 3, 100)
-for layers in ([fnn.Dense(4, activation="tanh"), fnn.BatchNorm(), fnn.Dropout(0.2),
-                fnn.Dense(3)], [fnn.Dense(70, activation="relu"), fnn.Dense(3)]):
+X = rng.normal(size=(400, 3)).astype(np.float32)
+y = rng.integers(0, 3, 400)
+for layers, bs in (([fnn.Dense(4, activation="tanh"), fnn.BatchNorm(), fnn.Dropout(0.2),
+                     fnn.Dense(3)], 16), ([fnn.Dense(70, activation="relu"), fnn.Dense(3)], 16),
+                   ([fnn.Dense(300, activation="relu"), fnn.Dropout(0.2), fnn.Dense(3)], 256)):
     m = fnn.Sequential(layers, seed=0)
     m.compile("softmax_cross_entropy", fnn.Adam(), l2=0.01)
-    m.fit(X, y, batch_size=16, epochs=1, validation_data=(X, y), sample_weight=np.ones(100))
+    m.fit(X, y, batch_size=bs, epochs=1, validation_data=(X, y), sample_weight=np.ones(400))
     m.predict(X)
     m.evaluate(X, y)
 extra = []

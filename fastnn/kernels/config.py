@@ -20,3 +20,10 @@ JIT_OPTIONS = dict(cache=True, nogil=True, error_model="numpy",
 def kernel(fn):
     """Decorate a module-level kernel with the project's one set of options."""
     return njit(**JIT_OPTIONS)(fn)
+
+
+def parallel_kernel(fn):
+    """``kernel`` with ``parallel=True``: for the few loops that run under
+    ``prange`` (each iteration's work fixed by the problem, never by the
+    thread count, so results do not depend on it)."""
+    return njit(parallel=True, **JIT_OPTIONS)(fn)

@@ -60,7 +60,7 @@ def fullbatch_loss_grad(X, T, sw, block, spec, fspec, use_blas, params, grads, g
             for i in range(rows):
                 wbuf[i] = sw[u64(b0 + i)]
         out_off = network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
-                                  INFERENCE, use_blas, ZERO, ZERO)
+                                  INFERENCE, use_blas, ZERO, ZERO, ZERO, rows)
         block_loss, _ = loss_grad(acts, out_off, tbuf, ZERO, wbuf, weighted, k, rows,
                                   loss_code, d0, ZERO)
         f = d0.dtype.type(share * scale)

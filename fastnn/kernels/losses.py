@@ -49,14 +49,22 @@ def _argmax_rows(Z, zo, k, rows, best, idx):
 
 @kernel
 def loss_grad(Z, zo, T, to, w, weighted, k, rows, code, D, do):
-    """(loss of the batch, rows classified right); D = dLoss/dZ written.
+    """(loss of the batch, rows classified right); D = dLoss/dZ written."""
+    wsum = lane_sum(w, ZERO, rows) if weighted else float(rows)
+    return loss_grad_part(Z, zo, T, to, w, weighted, k, rows, code, D, do, wsum)
+
+
+@kernel
+def loss_grad_part(Z, zo, T, to, w, weighted, k, rows, code, D, do, wsum):
+    """``loss_grad`` for ``rows`` rows that are part of a batch whose row
+    weights total ``wsum`` (its row count when unweighted): the returned loss
+    and D are this part's share, so the parts of a batch add up to the batch.
 
     Each loop touches at most four arrays, so LLVM can vectorise it over the
     batch (more arrays than that exceed its runtime alias-check budget)."""
     f = Z.dtype.type
     zero = f(0.0)
     one = f(1.0)
-    wsum = lane_sum(w, ZERO, rows) if weighted else float(rows)
     c = f(1.0 / wsum)
     S = w[rows:]                 # scratch after the row weights
     r = S[0:rows]                # per-row loss

@@ -65,12 +65,13 @@ def input_rows(spec, use_blas):
 
 @kernel
 def network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
-                    training, use_blas, seed, step):
+                    training, use_blas, seed, step, row0, total):
     """Forward pass over the batch already in acts slot 0 (``rows`` rows).
 
     Returns the offset of the last layer's output in ``acts``. In training
     BatchNorm uses batch statistics (and updates running ones) and Dropout
-    draws its mask from (seed, step, layer)."""
+    draws its mask from (seed, step, layer), the rows being rows row0 ..
+    row0+rows-1 of a batch of ``total`` (a chunk of it, or all: 0, rows)."""
     n_layers = spec.shape[0]
     in_off = ZERO
     for l in range(n_layers):
@@ -95,7 +96,7 @@ def network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
             dst = acts[a_off:a_off + size]
             if training and fspec[l, F_RATE] > 0.0:
                 M = work[z_off:z_off + size]
-                dropout_mask(M, fspec[l, F_RATE], seed, step, l)
+                dropout_mask(M, fspec[l, F_RATE], seed, step, l, rows, row0, total)
                 dropout_apply(src, M, dst)
             else:
                 dst[:] = src
@@ -226,7 +227,7 @@ def train_batches(X, T, sw, order, start, stop, batch_size,
                 wbuf[i] = sw[order[u64(b0 + i)]]
         step = tstep[0] + 1
         out_off = network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
-                                  TRAINING, use_blas, seed, step)
+                                  TRAINING, use_blas, seed, step, ZERO, rows)
         loss, correct = loss_grad(acts, out_off, tbuf, ZERO, wbuf, weighted, k, rows,
                                   loss_code, d0, ZERO)
         network_backward(spec, fspec, params, grads, bnbuf, acts, work, rows, use_blas,
@@ -254,6 +255,6 @@ def predict_rows(X, spec, fspec, use_blas, params, state, bnbuf, acts, work,
         rows = min(block, n - b0)
         load_input(spec, use_blas, X, b0, rows, acts)
         off = network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
-                              INFERENCE, use_blas, ZERO, ZERO)
+                              INFERENCE, use_blas, ZERO, ZERO, ZERO, rows)
         scatter_block(acts, off, rows, out, b0)
     return 0

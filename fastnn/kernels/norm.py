@@ -86,18 +86,24 @@ def _mix64(x):
 
 
 @kernel
-def dropout_mask(M, rate, seed, step, layer):
-    """Fill M (1-D) with 0 or 1/(1-rate), keeping each element with
-    probability 1-rate; a pure function of (seed, step, layer, index)."""
+def dropout_mask(M, rate, seed, step, layer, rows, row0, total):
+    """Fill M (width, rows) feature-major with 0 or 1/(1-rate), keeping each
+    element with probability 1-rate; a pure function of (seed, step, layer,
+    index). The index is the element's place in the whole batch of ``total``
+    rows, of which M holds rows row0 .. row0+rows-1, so a batch computed in
+    row chunks gets the same mask as computed whole."""
     keep = M.dtype.type(1.0 / (1.0 - rate))
     zero = M.dtype.type(0.0)
     base = _mix64(np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
                   + np.uint64(step) * np.uint64(0xD1B54A32D192ED03)
                   + np.uint64(layer) * np.uint64(0x8CB92BA72F3D8DD7))
-    for i in range(M.shape[0]):
-        h = _mix64(base + np.uint64(i) * np.uint64(0x9E3779B97F4A7C15))
-        u = (h >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-        M[i] = keep if u >= rate else zero
+    width = M.shape[0] // rows
+    for j in range(width):
+        first = np.uint64(j * total + row0)
+        for i in range(rows):
+            h = _mix64(base + (first + np.uint64(i)) * np.uint64(0x9E3779B97F4A7C15))
+            u = (h >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+            M[u64(j * rows + i)] = keep if u >= rate else zero
 
 
 @kernel

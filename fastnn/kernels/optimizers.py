@@ -31,6 +31,7 @@ from .codes import (
     SGD,
 )
 from .config import kernel
+from .reduce import u64
 
 
 @kernel
@@ -93,12 +94,36 @@ def optimizer_update(code, P, G, S1, S2, wmask, hp, t):
 
 @kernel
 def add_l2(P, G, wmask, l2):
-    """G += l2 * P on weight entries; returns 0.5 * l2 * sum(P^2) over them."""
-    c = P.dtype.type(l2)
-    s = 0.0
-    for i in range(P.shape[0]):
-        if wmask[i]:
-            p = P[i]
-            G[i] += c * p
-            s += p * p
-    return 0.5 * l2 * s
+    """G += l2 * P on weight entries; returns 0.5 * l2 * sum(P^2) over them,
+    summed in the fixed 8-lane order of ``reduce.py`` (so it vectorises)."""
+    f = P.dtype.type
+    c = f(l2)
+    zero = f(0.0)
+    n = P.shape[0]
+    for i in range(n):
+        G[u64(i)] += c * P[u64(i)] if wmask[u64(i)] else zero
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    i = 0
+    while i + 8 <= n:
+        p0 = P[u64(i)] if wmask[u64(i)] else zero
+        p1 = P[u64(i + 1)] if wmask[u64(i + 1)] else zero
+        p2 = P[u64(i + 2)] if wmask[u64(i + 2)] else zero
+        p3 = P[u64(i + 3)] if wmask[u64(i + 3)] else zero
+        p4 = P[u64(i + 4)] if wmask[u64(i + 4)] else zero
+        p5 = P[u64(i + 5)] if wmask[u64(i + 5)] else zero
+        p6 = P[u64(i + 6)] if wmask[u64(i + 6)] else zero
+        p7 = P[u64(i + 7)] if wmask[u64(i + 7)] else zero
+        s0 += p0 * p0
+        s1 += p1 * p1
+        s2 += p2 * p2
+        s3 += p3 * p3
+        s4 += p4 * p4
+        s5 += p5 * p5
+        s6 += p6 * p6
+        s7 += p7 * p7
+        i += 8
+    while i < n:
+        p = P[u64(i)] if wmask[u64(i)] else zero
+        s0 += p * p
+        i += 1
+    return 0.5 * l2 * (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)))

@@ -1,0 +1,183 @@
+"""Minibatch training with each batch split into row chunks computed in parallel.
+
+The split is fixed by the batch (``n_chunks`` and the row count), never by the
+number of threads, so the arithmetic, and every bit of the result, is the same
+on one thread or many:
+
+1. chunk pass (one task per chunk): gather the chunk's rows, forward, the
+   chunk's share of the loss and its output gradient (scaled by the whole
+   batch's weight total), backward into the chunk's own gradient buffer;
+2. update pass (one task per fixed block of parameters): sum the chunks'
+   gradients in chunk order, add the L2 term, apply the optimizer. The update
+   is elementwise, so splitting it into blocks changes nothing.
+
+Each pass runs under ``prange`` (``parallel=True``) or as a plain loop; the
+two give identical results and the caller picks one (a plain loop where
+Numba's thread pool must not be used: one thread, a forked child, another
+Python thread already in a parallel call). BLAS inside the chunks must run on
+one thread (the caller pins it), so no two thread pools run at once.
+
+BatchNorm needs whole-batch statistics: networks with it train through
+``network.train_batches``. Dropout masks are indexed by the row's place in
+the whole batch, so a chunked batch draws the mask the whole batch would.
+
+Workspaces are 2-D, one row per chunk, each a ``network.train_batches``
+workspace for ``chunk_rows`` rows: acts2, work2, d02, d12, tb2, wb2 and
+grads2 (n_chunks, n_params). ``closs``/``ccorr`` (n_chunks,) and ``l2part``
+(n_blocks,) hold per-task results.
+"""
+
+import numba
+import numpy as np
+
+from .config import kernel, parallel_kernel
+from .losses import loss_grad_part
+from .network import (
+    TRAINING,
+    gather_rows,
+    gather_rows_rowmajor,
+    input_rows,
+    network_backward,
+    network_forward,
+)
+from .optimizers import add_l2, optimizer_update
+from .reduce import ZERO, u64
+
+# parameters per task of the update pass
+UPDATE_BLOCK = 16384
+
+
+@kernel
+def chunk_step(c, n_chunks, X, T, sw, order, b0, rows, spec, fspec, use_blas, params,
+               state, bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2, loss_code,
+               wsum, seed, step, closs, ccorr):
+    """Chunk c of the batch order[b0:b0+rows]: forward, loss share, backward
+    into grads2[c]; its loss share and correct count into closs[c], ccorr[c]."""
+    r0 = (c * rows) // n_chunks
+    cr = ((c + 1) * rows) // n_chunks - r0
+    acts = acts2[c]
+    tbuf = tb2[c]
+    wbuf = wb2[c]
+    first = b0 + r0
+    if input_rows(spec, use_blas):
+        gather_rows_rowmajor(X, order, first, cr, acts)
+    else:
+        gather_rows(X, order, first, cr, acts)
+    gather_rows(T, order, first, cr, tbuf)
+    weighted = sw.shape[0] > 0
+    if weighted:
+        for i in range(cr):
+            wbuf[i] = sw[order[u64(first + i)]]
+    work = work2[c]
+    out_off = network_forward(spec, fspec, params, state, bnbuf, acts, work, cr,
+                              TRAINING, use_blas, seed, step, r0, rows)
+    loss, correct = loss_grad_part(acts, out_off, tbuf, ZERO, wbuf, weighted, T.shape[1],
+                                   cr, loss_code, d02[c], ZERO, wsum)
+    network_backward(spec, fspec, params, grads2[c], bnbuf, acts, work, cr, use_blas,
+                     d02[c], d12[c])
+    closs[c] = loss
+    ccorr[c] = correct
+
+
+@kernel
+def update_block(blk, n_chunks, grads2, params, wmask, l2, opt_code, hp, s1, s2, step,
+                 l2part):
+    """Block blk of the parameters: grads2[0] = the sum of the chunks'
+    gradients (in chunk order), plus L2 (its loss term into l2part[blk]),
+    then the optimizer's update."""
+    n = params.shape[0]
+    p0 = blk * UPDATE_BLOCK
+    p1 = min(n, p0 + UPDATE_BLOCK)
+    G = grads2[0]
+    for c in range(1, n_chunks):
+        Gc = grads2[c]
+        for p in range(p0, p1):
+            G[u64(p)] += Gc[u64(p)]
+    P = params[p0:p1]
+    Gb = G[p0:p1]
+    W = wmask[p0:p1]
+    l2part[blk] = add_l2(P, Gb, W, l2) if l2 > 0.0 else 0.0
+    S2 = s2[p0:p1] if s2.shape[0] > 0 else s2
+    optimizer_update(opt_code, P, Gb, s1[p0:p1], S2, W, hp, step)
+
+
+@parallel_kernel
+def chunks_parallel(n_chunks, X, T, sw, order, b0, rows, spec, fspec, use_blas, params,
+                    state, bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2, loss_code,
+                    wsum, seed, step, closs, ccorr):
+    for c in numba.prange(n_chunks):
+        # prange counts in uint64, range in int64: one type, one specialisation
+        chunk_step(np.int64(c), n_chunks, X, T, sw, order, b0, rows, spec, fspec, use_blas, params,
+                   state, bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2, loss_code,
+                   wsum, seed, step, closs, ccorr)
+    return 0
+
+
+@parallel_kernel
+def updates_parallel(n_blocks, n_chunks, grads2, params, wmask, l2, opt_code, hp, s1, s2,
+                     step, l2part):
+    for blk in numba.prange(n_blocks):
+        update_block(np.int64(blk), n_chunks, grads2, params, wmask, l2, opt_code, hp, s1, s2, step,
+                     l2part)
+    return 0
+
+
+@kernel
+def train_chunked(X, T, sw, order, start, stop, batch_size, n_chunks, parallel,
+                  spec, fspec, use_blas, params, state, bnbuf,
+                  acts2, work2, d02, d12, tb2, wb2, grads2, closs, ccorr, l2part,
+                  wmask, l2, l2_per_row, loss_code,
+                  opt_code, hp, s1, s2, tstep, seed, losses, corrects, loss_at):
+    """``network.train_batches`` (same meaning of the shared arguments and of
+    the result) with each batch of ``rows`` rows split into
+    min(n_chunks, max(1, rows // 32)) chunks; ``parallel`` runs the passes
+    under prange, else as plain loops (same results)."""
+    n_blocks = -(-params.shape[0] // UPDATE_BLOCK)
+    done = 0
+    for b0 in range(start, stop, batch_size):
+        rows = min(batch_size, stop - b0)
+        nc = min(n_chunks, max(1, rows // 32))
+        if sw.shape[0] > 0:
+            wsum = 0.0
+            for i in range(rows):
+                wsum += sw[order[u64(b0 + i)]]
+        else:
+            wsum = float(rows)
+        step = tstep[0] + 1
+        if parallel:
+            chunks_parallel(nc, X, T, sw, order, b0, rows, spec, fspec, use_blas, params,
+                            state, bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2,
+                            loss_code, wsum, seed, step, closs, ccorr)
+        else:
+            for c in range(nc):
+                chunk_step(c, nc, X, T, sw, order, b0, rows, spec, fspec, use_blas, params,
+                           state, bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2,
+                           loss_code, wsum, seed, step, closs, ccorr)
+        loss = 0.0
+        correct = 0.0
+        for c in range(nc):
+            loss += closs[c]
+            correct += ccorr[c]
+        if not np.isfinite(loss):
+            losses[u64(loss_at + done)] = loss
+            return done
+        l2_step = l2 / rows if l2_per_row else l2
+        if parallel and n_blocks > 1:
+            updates_parallel(n_blocks, nc, grads2, params, wmask, l2_step, opt_code, hp,
+                             s1, s2, step, l2part)
+        else:
+            for blk in range(n_blocks):
+                update_block(blk, nc, grads2, params, wmask, l2_step, opt_code, hp, s1, s2,
+                             step, l2part)
+        for blk in range(n_blocks):
+            loss += l2part[blk]
+        tstep[0] = step
+        if not np.isfinite(loss):
+            # only the L2 term overflowed (weights beyond ~1e19): unlike a
+            # non-finite data loss, caught above, this update was applied
+            losses[u64(loss_at + done)] = loss
+            return done
+        losses[u64(loss_at + done)] = loss
+        corrects[u64(loss_at + done)] = correct
+        done += 1
+    return done
