@@ -1,7 +1,9 @@
 """The epoch loop: validation of fit's arguments, shuffling, schedules,
 callbacks, progress, History, Ctrl-C and divergence. Python runs once per epoch
 or per large slice of it; the minibatches themselves run inside one compiled
-call (``kernels.network.train_batches``).
+call (``kernels.network.train_batches``, or ``kernels.chunked.train_chunked``
+when the model splits its batches into row chunks run in parallel; see
+``run_batches``).
 
 Safe points. A compiled slice always applies whole minibatch updates, so the
 model is consistent between slices:
