@@ -43,6 +43,11 @@ from bench import contenders, startup, workloads  # noqa: E402
 BASE = "fastnn"
 BLOCK_S = 0.25       # per round, each entry runs back-to-back epochs for about this long
 MAX_REPS = 100
+# Pause before each timed block: a thread pool keeps spinning after its last
+# job (OpenBLAS about 0.1 s, OpenMP a while too) and steals a core from
+# whatever runs next; measured: scikit-learn on 2 BLAS threads right before
+# fastnn's digits fit made that fit 2x slower. Each contender starts idle.
+SETTLE_S = 0.3
 REWARM_S = 0.05      # epochs shorter than this get an untimed epoch before each block
 
 
@@ -108,9 +113,11 @@ def run_workload(wl, entries, rounds, prune, eval_epochs):
 
 
 def _time_block(c, reps, rewarm):
-    """Seconds per epoch over ``reps`` back-to-back epochs; with ``rewarm`` an
-    untimed epoch first (a short epoch right after another contender runs on
-    cold caches: 0.2 ms became 0.4-0.8 ms in W3, which training never sees)."""
+    """Seconds per epoch over ``reps`` back-to-back epochs, after a pause of
+    SETTLE_S; with ``rewarm`` an untimed epoch first (a short epoch right after
+    another contender runs on cold caches: 0.2 ms became 0.4-0.8 ms in W3,
+    which training never sees)."""
+    time.sleep(SETTLE_S)
     if rewarm:
         c.run_epoch()
     start = time.perf_counter()
@@ -413,6 +420,9 @@ def main(argv=None):
     p.add_argument("--no-startup", action="store_true", help="skip workload 6")
     args = p.parse_args(argv)
     smoke = args.smoke = args.smoke or workloads.smoke_from_env()
+    if smoke:
+        global SETTLE_S
+        SETTLE_S = 0.0          # tiny sizes check that it runs, not how fast
     args.rounds = args.rounds or (1 if smoke else 5)
     args.eval_epochs = args.eval_epochs or (2 if smoke else None)
     cold = args.cold_rounds if args.cold_rounds is not None else (0 if smoke else 1)

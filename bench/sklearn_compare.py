@@ -61,10 +61,18 @@ def estimators():
     return {"fastnn": fastnn.MLPClassifier, "scikit-learn": SKMLPClassifier}
 
 
+# Pause before each timed fit: a thread pool keeps spinning after its last job
+# (OpenBLAS about 0.1 s) and steals a core from whatever runs next; measured:
+# scikit-learn on 2 BLAS threads right before fastnn's digits fit made that
+# fit 2x slower (0.13 s against 0.068 s). Each fit starts on an idle machine.
+SETTLE_S = 0.3
+
+
 def timed_fit(cls, params, threads, X, y):
     from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits
     est = cls(**params)
+    time.sleep(SETTLE_S)
     with threadpool_limits(threads, user_api="blas"), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         t = time.perf_counter()

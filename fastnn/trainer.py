@@ -113,7 +113,7 @@ def run_batches(model, buf, X, T, sw, order, start, stop, batch_size, hp, state,
             losses, corrects, at)
     with chunk_threads(buf.n_chunks) as parallel:
         return train_chunked(
-            X, T, sw, order, start, stop, batch_size, buf.n_chunks, parallel,
+            X, T, sw, order, start, stop, batch_size, buf.n_chunks, buf.chunk_rows, parallel,
             m._spec, m._fspec, m._use_blas, m._params, m._state, buf.bnbuf,
             buf.acts2, buf.work2, buf.d02, buf.d12, buf.tb2, buf.wb2, buf.grads2, buf.closs,
             buf.ccorr, buf.l2part, m._wmask, l2, l2_per_row, m._loss_code,

@@ -47,11 +47,12 @@ def test_bitwise_identical_with_one_and_two_threads(dtype, batches):
     assert outs[0] == outs[1] == outs[2]
 
 
-def _chunked_fit(n_chunks=None, threads=None, dtype="float64", seed=0):
-    """A Dense/Dropout network fitted 2 epochs at batch 256 with sample
-    weights and l2; ``n_chunks`` overrides the model's plan."""
+def _chunked_fit(n_chunks=None, threads=None, dtype="float64", seed=0, batch_size=256,
+                 n=1100):
+    """A Dense/Dropout network fitted 2 epochs with sample weights and l2;
+    ``n_chunks`` overrides the model's plan."""
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(1100, 40))
+    X = rng.normal(size=(n, 40))
     y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
     m = fnn.Sequential([fnn.Dense(96, activation="tanh"), fnn.Dropout(0.2),
                         fnn.Dense(48, activation="relu"), fnn.Dense(3)], dtype=dtype, seed=seed)
@@ -60,7 +61,7 @@ def _chunked_fit(n_chunks=None, threads=None, dtype="float64", seed=0):
         m._chunks = lambda batch_size: n_chunks
     fnn.set_num_threads(threads)
     try:
-        h = m.fit(X, y, batch_size=256, epochs=2, sample_weight=rng.uniform(0.5, 2, 1100))
+        h = m.fit(X, y, batch_size=batch_size, epochs=2, sample_weight=rng.uniform(0.5, 2, n))
     finally:
         fnn.set_num_threads(None)
     return m, h
@@ -76,12 +77,16 @@ def test_chunk_plan_depends_on_the_batch_not_the_threads():
     assert tiny._chunks(4096) == 1               # too little work per chunk
 
 
-@pytest.mark.parametrize("n_chunks", [2, 4])
-def test_chunked_batches_match_whole_batches(n_chunks):
+@pytest.mark.parametrize("n_chunks, batch_size, n", [(2, 256, 1100), (4, 256, 1100),
+                                                     (4, 256, 296), (2, 200, 1347),
+                                                     (2, 32, 300), (4, 64, 250)])
+def test_chunked_batches_match_whole_batches(n_chunks, batch_size, n):
     """Row chunks compute the same maths as the whole batch (gradients summed
-    in another order, so equal to rounding); Dropout draws the same mask."""
-    whole, hw = _chunked_fit(n_chunks=1)
-    chunked, hc = _chunked_fit(n_chunks=n_chunks)
+    in another order, so equal to rounding); Dropout draws the same mask.
+    Smaller last batches (40 rows of 296, 26 of 250) take fewer chunks, and
+    no chunk outgrows its workspace, even with plans finer than the model's."""
+    whole, hw = _chunked_fit(n_chunks=1, batch_size=batch_size, n=n)
+    chunked, hc = _chunked_fit(n_chunks=n_chunks, batch_size=batch_size, n=n)
     np.testing.assert_allclose(chunked.get_weights(), whole.get_weights(), rtol=0, atol=1e-12)
     np.testing.assert_allclose(hc.batch_losses, hw.batch_losses, rtol=1e-13)
     assert hc.history["accuracy"] == hw.history["accuracy"]
