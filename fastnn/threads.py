@@ -92,10 +92,12 @@ def chunk_threads(n_chunks):
     import numba
     old = numba.get_num_threads()
     try:
-        numba.set_num_threads(n)
+        if old != n:
+            numba.set_num_threads(n)
         yield True
     finally:
-        numba.set_num_threads(old)
+        if old != n:
+            numba.set_num_threads(old)
         _pool_lock.release()
 
 

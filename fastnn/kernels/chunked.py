@@ -44,7 +44,7 @@ from .optimizers import add_l2, optimizer_update
 from .reduce import ZERO, u64
 
 # parameters per task of the update pass
-UPDATE_BLOCK = 16384
+UPDATE_BLOCK = 4096
 
 
 @kernel
