@@ -102,6 +102,22 @@ def test_float32_training_matches_reference(make_opt):
     np.testing.assert_allclose(m._params, reference_flat(r), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("make_opt", OPTIMIZERS)
+def test_batches_split_into_row_chunks_match_reference(make_opt, loss):
+    """Batches of 128 rows on this network train as 2 row chunks (kernels/
+    chunked.py; the 44-row last batch whole): same steps as the reference."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(300, 30))
+    k = 3 if loss == "softmax_cross_entropy" else 2
+    T, y = targets(loss, rng, 300, k, np.float64)
+    m = _build([96, 48], ["tanh", "relu"], loss, k, "float64", 0, l2=0.01, opt=make_opt())
+    h, out, r = _run_both(m, X, y, T, epochs=2, batch_size=128)
+    assert m._buffers.n_chunks == 2
+    np.testing.assert_allclose(h.batch_losses, out["batch_losses"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(m._params, reference_flat(r), rtol=1e-9, atol=1e-11)
+
+
 SCHEDULES = [
     fnn.schedules.InverseTimeDecay(0.5),
     fnn.schedules.StepInverseTimeDecay(1.0, interval=2),
