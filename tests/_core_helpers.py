@@ -34,7 +34,7 @@ def compiled_loss_and_grads(model, X, T, sw=None, step=1):
     network_backward(model._spec, model._fspec, model._params, buf.grads, buf.bnbuf,
                      buf.acts, buf.work, n, model._use_blas, buf.d0, buf.d1)
     if model.l2:
-        loss += add_l2(model._params, buf.grads, model._wmask, model.l2)
+        loss += add_l2(model._spec, model._params, buf.grads, model._wmask, model.l2)
     masks = {}
     for l, layer in enumerate(model.layers):
         if isinstance(layer, fnn.Dropout):

@@ -11,11 +11,11 @@ from .fullbatch import fullbatch_loss_grad
 from .losses import loss_grad, loss_grad_part
 from .network import network_backward, network_forward, predict_rows, train_batches
 from .norm import batchnorm_backward, batchnorm_forward, dropout_apply, dropout_mask
-from .optimizers import add_l2, optimizer_update
+from .optimizers import add_l2, l2_penalty, optimizer_update
 
 # every kernel, for the test that each compiles to at most one signature per dtype
 KERNELS = (activation_forward, activation_backward, dense_forward, dense_backward,
            loss_grad, network_forward, network_backward, train_batches, predict_rows,
            batchnorm_forward, batchnorm_backward, dropout_mask, dropout_apply,
            optimizer_update, add_l2, fullbatch_loss_grad, loss_grad_part, chunk_step,
-           update_block, train_chunked)
+           update_block, train_chunked, l2_penalty)

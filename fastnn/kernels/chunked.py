@@ -40,7 +40,7 @@ from .network import (
     network_backward,
     network_forward,
 )
-from .optimizers import add_l2, optimizer_update
+from .optimizers import l2_penalty, optimizer_update
 from .reduce import ZERO, u64
 
 # parameters per task of the update pass
@@ -80,8 +80,8 @@ def chunk_step(c, n_chunks, X, T, sw, order, b0, rows, spec, fspec, use_blas, pa
 
 
 @kernel
-def update_block(blk, n_chunks, grads2, params, wmask, l2, opt_code, hp, s1, s2, step,
-                 l2part):
+def update_block(blk, n_chunks, spec, grads2, params, wmask, l2, opt_code, hp, s1, s2,
+                 step, l2part):
     """Block blk of the parameters: grads2[0] = the sum of the chunks'
     gradients (in chunk order), plus L2 (its loss term into l2part[blk]),
     then the optimizer's update."""
@@ -96,9 +96,9 @@ def update_block(blk, n_chunks, grads2, params, wmask, l2, opt_code, hp, s1, s2,
     P = params[p0:p1]
     Gb = G[p0:p1]
     W = wmask[p0:p1]
-    l2part[blk] = add_l2(P, Gb, W, l2) if l2 > 0.0 else 0.0
+    l2part[blk] = l2_penalty(spec, params, p0, p1, l2) if l2 > 0.0 else 0.0
     S2 = s2[p0:p1] if s2.shape[0] > 0 else s2
-    optimizer_update(opt_code, P, Gb, s1[p0:p1], S2, W, hp, step)
+    optimizer_update(opt_code, P, Gb, s1[p0:p1], S2, W, hp, step, l2)
 
 
 @parallel_kernel
@@ -114,11 +114,11 @@ def chunks_parallel(n_chunks, X, T, sw, order, b0, rows, spec, fspec, use_blas, 
 
 
 @parallel_kernel
-def updates_parallel(n_blocks, n_chunks, grads2, params, wmask, l2, opt_code, hp, s1, s2,
-                     step, l2part):
+def updates_parallel(n_blocks, n_chunks, spec, grads2, params, wmask, l2, opt_code, hp, s1,
+                     s2, step, l2part):
     for blk in numba.prange(n_blocks):
-        update_block(np.int64(blk), n_chunks, grads2, params, wmask, l2, opt_code, hp, s1, s2, step,
-                     l2part)
+        update_block(np.int64(blk), n_chunks, spec, grads2, params, wmask, l2, opt_code, hp,
+                     s1, s2, step, l2part)
     return 0
 
 
@@ -162,14 +162,14 @@ def train_chunked(X, T, sw, order, start, stop, batch_size, n_chunks, chunk_rows
         if not np.isfinite(loss):
             losses[u64(loss_at + done)] = loss
             return done
-        l2_step = l2 / rows if l2_per_row else l2
+        l2_step = (l2 / rows if l2_per_row else l2) if l2 > 0.0 else 0.0
         if parallel and n_blocks > 1:
-            updates_parallel(n_blocks, nc, grads2, params, wmask, l2_step, opt_code, hp,
-                             s1, s2, step, l2part)
+            updates_parallel(n_blocks, nc, spec, grads2, params, wmask, l2_step, opt_code,
+                             hp, s1, s2, step, l2part)
         else:
             for blk in range(n_blocks):
-                update_block(blk, nc, grads2, params, wmask, l2_step, opt_code, hp, s1, s2,
-                             step, l2part)
+                update_block(blk, nc, spec, grads2, params, wmask, l2_step, opt_code, hp, s1,
+                             s2, step, l2part)
         for blk in range(n_blocks):
             loss += l2part[blk]
         tstep[0] = step

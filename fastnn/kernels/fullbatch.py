@@ -72,5 +72,5 @@ def fullbatch_loss_grad(X, T, sw, block, spec, fspec, use_blas, params, grads, g
         for j in range(grads.shape[0]):
             grads[j] += gblock[j]
     if l2 > 0.0:
-        loss += add_l2(params, grads, wmask, l2)
+        loss += add_l2(spec, params, grads, wmask, l2)
     return loss

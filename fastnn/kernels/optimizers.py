@@ -3,7 +3,9 @@
 P (parameters), G (gradients), S1, S2 (state) are 1-D arrays of equal length;
 ``wmask`` is 1 where an entry belongs to a weight matrix (AdamW decays only
 those). ``hp`` holds the hyper-parameters (see codes.H_*), ``t`` the step count
-(already incremented for this step, so the first step has t = 1).
+(already incremented for this step, so the first step has t = 1). ``l2``
+adds the L2 term's gradient on the fly, G + l2 * P on weight entries, in the
+same pass (G itself is left as it was; ``l2_penalty`` gives the loss term).
 
 * SGD:      S1 = mom*S1 - lr*G;  P += S1  (Nesterov: P += mom*S1 - lr*G)
 * MOMENTUM: S1 = beta*S1 + (1-beta)*G;  P -= lr*S1
@@ -20,22 +22,27 @@ from .codes import (
     ADAM,
     ADAM_SK,
     ADAMW,
+    DENSE,
     H_BETA1,
     H_BETA2,
     H_DECAY,
     H_EPS,
     H_LR,
     H_NESTEROV,
+    K_IN,
+    K_KIND,
+    K_OUT,
+    K_W,
     MOMENTUM,
     RMSPROP,
     SGD,
 )
 from .config import kernel
-from .reduce import u64
+from .reduce import ZERO, lane_dot, u64
 
 
 @kernel
-def optimizer_update(code, P, G, S1, S2, wmask, hp, t):
+def optimizer_update(code, P, G, S1, S2, wmask, hp, t, l2):
     """Apply one update of optimizer ``code`` to every parameter in place."""
     f = P.dtype.type
     lr = f(hp[H_LR])
@@ -44,25 +51,29 @@ def optimizer_update(code, P, G, S1, S2, wmask, hp, t):
     eps = f(hp[H_EPS])
     one = f(1.0)
     n = P.shape[0]
+    c = f(l2)         # every branch reads G through _grad: L2 costs no extra pass
     if code == SGD:
         if hp[H_NESTEROV] != 0.0:
             for i in range(n):
-                v = b1 * S1[i] - lr * G[i]
+                g = _grad(G, P, wmask, c, i)
+                v = b1 * S1[i] - lr * g
                 S1[i] = v
-                P[i] += b1 * v - lr * G[i]
+                P[i] += b1 * v - lr * g
         else:
             for i in range(n):
-                v = b1 * S1[i] - lr * G[i]
+                g = _grad(G, P, wmask, c, i)
+                v = b1 * S1[i] - lr * g
                 S1[i] = v
                 P[i] += v
     elif code == MOMENTUM:
         for i in range(n):
-            v = b1 * S1[i] + (one - b1) * G[i]
+            g = _grad(G, P, wmask, c, i)
+            v = b1 * S1[i] + (one - b1) * g
             S1[i] = v
             P[i] -= lr * v
     elif code == RMSPROP:
         for i in range(n):
-            g = G[i]
+            g = _grad(G, P, wmask, c, i)
             s = b1 * S1[i] + (one - b1) * g * g
             S1[i] = s
             P[i] -= lr * g / (np.sqrt(s) + eps)
@@ -72,7 +83,7 @@ def optimizer_update(code, P, G, S1, S2, wmask, hp, t):
         ic2 = f(1.0 / (1.0 - hp[H_BETA2] ** t))
         decay = f(hp[H_DECAY]) if code == ADAMW else f(0.0)
         for i in range(n):
-            g = G[i]
+            g = _grad(G, P, wmask, c, i)
             m = b1 * S1[i] + (one - b1) * g
             v = b2 * S2[i] + (one - b2) * g * g
             S1[i] = m
@@ -84,7 +95,7 @@ def optimizer_update(code, P, G, S1, S2, wmask, hp, t):
     elif code == ADAM_SK:
         step = f(hp[H_LR] * np.sqrt(1.0 - hp[H_BETA2] ** t) / (1.0 - hp[H_BETA1] ** t))
         for i in range(n):
-            g = G[i]
+            g = _grad(G, P, wmask, c, i)
             m = b1 * S1[i] + (one - b1) * g
             v = b2 * S2[i] + (one - b2) * g * g
             S1[i] = m
@@ -93,37 +104,31 @@ def optimizer_update(code, P, G, S1, S2, wmask, hp, t):
 
 
 @kernel
-def add_l2(P, G, wmask, l2):
-    """G += l2 * P on weight entries; returns 0.5 * l2 * sum(P^2) over them,
-    summed in the fixed 8-lane order of ``reduce.py`` (so it vectorises)."""
-    f = P.dtype.type
-    c = f(l2)
-    zero = f(0.0)
-    n = P.shape[0]
-    for i in range(n):
+def _grad(G, P, wmask, c, i):
+    """G[i] plus the L2 term c * P[i] on weight entries."""
+    return G[u64(i)] + (c * P[u64(i)] if wmask[u64(i)] else G.dtype.type(0.0))
+
+
+@kernel
+def add_l2(spec, P, G, wmask, l2):
+    """G += l2 * P on weight entries; returns ``l2_penalty`` of all of P."""
+    c = P.dtype.type(l2)
+    zero = P.dtype.type(0.0)
+    for i in range(P.shape[0]):
         G[u64(i)] += c * P[u64(i)] if wmask[u64(i)] else zero
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-    i = 0
-    while i + 8 <= n:
-        p0 = P[u64(i)] if wmask[u64(i)] else zero
-        p1 = P[u64(i + 1)] if wmask[u64(i + 1)] else zero
-        p2 = P[u64(i + 2)] if wmask[u64(i + 2)] else zero
-        p3 = P[u64(i + 3)] if wmask[u64(i + 3)] else zero
-        p4 = P[u64(i + 4)] if wmask[u64(i + 4)] else zero
-        p5 = P[u64(i + 5)] if wmask[u64(i + 5)] else zero
-        p6 = P[u64(i + 6)] if wmask[u64(i + 6)] else zero
-        p7 = P[u64(i + 7)] if wmask[u64(i + 7)] else zero
-        s0 += p0 * p0
-        s1 += p1 * p1
-        s2 += p2 * p2
-        s3 += p3 * p3
-        s4 += p4 * p4
-        s5 += p5 * p5
-        s6 += p6 * p6
-        s7 += p7 * p7
-        i += 8
-    while i < n:
-        p = P[u64(i)] if wmask[u64(i)] else zero
-        s0 += p * p
-        i += 1
-    return 0.5 * l2 * (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)))
+    return l2_penalty(spec, P, ZERO, P.shape[0], l2)
+
+
+@kernel
+def l2_penalty(spec, P, p0, p1, l2):
+    """0.5 * l2 * sum(P^2) over the weight entries in P[p0:p1]: the Dense
+    layers' W runs (``spec``; the entries ``wmask`` marks), each summed in
+    the fixed 8-lane order of ``reduce.py``, layer by layer."""
+    s = 0.0
+    for l in range(spec.shape[0]):
+        if spec[l, K_KIND] == DENSE:
+            lo = max(p0, spec[l, K_W])
+            hi = min(p1, spec[l, K_W] + spec[l, K_IN] * spec[l, K_OUT])
+            if hi > lo:
+                s += lane_dot(P, lo, P, lo, hi - lo)
+    return 0.5 * l2 * s
