@@ -71,7 +71,8 @@ def _after_fork_in_child():
     _pool_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):     # Unix; Windows has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def training_threads(n_chunks):
