@@ -120,8 +120,8 @@ from .layers import Dense
 from .model import Sequential
 from .model import _sigmoid as _logistic
 from .optimizers import SGD, _AdamSK
-from .threads import single_threaded_blas
-from .trainer import _Buffers, _opt_state, run_batches
+from .threads import chunk_threads, single_threaded_blas
+from .trainer import ChunkSpace, _Buffers, _opt_state, run_batches
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 # one compiled call trains about this many multiply-adds, so Ctrl-C is seen
@@ -133,6 +133,18 @@ _BLOCK_ROWS = 512
 _ROW_QUANTUM = 64
 _NONFINITE = ("Solver produced non-finite parameter weights. The input data may contain "
               "large values and need to be preprocessed.")
+# L-BFGS's full-batch pass splits its blocks into at most this many groups run
+# in parallel (kernels/fullbatch.py), their gradient buffers within the bytes
+_LBFGS_MAX_GROUPS = 8
+_LBFGS_GROUP_BYTES = 256 * 2**20
+
+
+def _lbfgs_groups(net, n, block):
+    """Row groups of the full-batch pass: fixed by the data and the network,
+    never by the thread count (so neither are the results)."""
+    per_group = 2 * net._params.size * net._params.itemsize
+    cap = max(1, _LBFGS_GROUP_BYTES // per_group)
+    return int(max(1, min(_LBFGS_MAX_GROUPS, cap, -(-n // block))))
 
 
 class _BaseMLP(BaseEstimator):
@@ -565,16 +577,20 @@ class _BaseMLP(BaseEstimator):
         l2 = float(self.alpha) / total
         block = min(n, _BLOCK_ROWS)
         net._use_blas = net._blas_layers(block)
-        buf = _Buffers(net, block)
-        gblock = np.zeros_like(buf.grads)
-        params, grads = net._params, buf.grads
+        groups = _lbfgs_groups(net, n, block)
+        ws = ChunkSpace(net, groups, block)
+        gblk2 = np.zeros_like(ws.grads2)
+        bnbuf = np.zeros_like(net._state)
+        params, grads = net._params, np.zeros_like(net._params)
 
         def objective(x):
             params[...] = x
-            loss = fullbatch_loss_grad(
-                X, T, sw, block, net._spec, net._fspec, net._use_blas, params, grads, gblock,
-                net._state, buf.bnbuf, buf.acts, buf.work, buf.d0, buf.d1, buf.tbuf,
-                buf.wbuf, net._wmask, l2, scale, net._loss_code)
+            with chunk_threads(groups) as parallel:
+                loss = fullbatch_loss_grad(
+                    X, T, sw, block, groups, parallel, net._spec, net._fspec, net._use_blas,
+                    params, grads, ws.grads2, gblk2, net._state, bnbuf,
+                    ws.acts2, ws.work2, ws.d02, ws.d12, ws.tb2, ws.wb2, ws.closs, net._wmask,
+                    l2, scale, net._loss_code)
             return float(loss), grads.astype(np.float64)
 
         def reported_loss(value):

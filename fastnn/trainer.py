@@ -85,17 +85,29 @@ class _Buffers:
         # row chunks of a batch (kernels/chunked.py): one workspace row each
         self.n_chunks = nc = model._chunks(batch_size)
         self.chunk_rows = cr = -(-batch_size // nc)
-        if nc > 1:
-            self.acts2 = np.zeros((nc, cr * total), dtype)
-            self.work2 = np.zeros((nc, cr * (total - widths[0])), dtype)
-            self.d02 = np.zeros((nc, cr * max(widths)), dtype)
-            self.d12 = np.zeros_like(self.d02)
-            self.tb2 = np.zeros((nc, cr * model.n_outputs), dtype)
-            self.wb2 = np.zeros((nc, 8 * cr), dtype)
-            self.grads2 = np.zeros((nc, model._params.size), dtype)
-            self.closs = np.zeros(nc)
-            self.ccorr = np.zeros(nc)
-            self.l2part = np.zeros(-(-model._params.size // UPDATE_BLOCK))
+        self.chunks = ChunkSpace(model, nc, cr) if nc > 1 else None
+
+
+class ChunkSpace:
+    """Workspaces for ``n`` row chunks (``kernels/chunked.py``) or row groups
+    (``kernels/fullbatch.py``) of up to ``rows`` rows each: one row of every
+    2-D array per chunk, each a whole-network workspace (see
+    ``kernels/network.py``), plus per-chunk gradients and results."""
+
+    def __init__(self, model, n, rows):
+        dtype = model.dtype
+        widths = model._widths
+        total = sum(widths)
+        self.acts2 = np.zeros((n, rows * total), dtype)
+        self.work2 = np.zeros((n, rows * (total - widths[0])), dtype)
+        self.d02 = np.zeros((n, rows * max(widths)), dtype)
+        self.d12 = np.zeros_like(self.d02)
+        self.tb2 = np.zeros((n, rows * model.n_outputs), dtype)
+        self.wb2 = np.zeros((n, 8 * rows), dtype)
+        self.grads2 = np.zeros((n, model._params.size), dtype)
+        self.closs = np.zeros(n)
+        self.ccorr = np.zeros(n)
+        self.l2part = np.zeros(-(-model._params.size // UPDATE_BLOCK))
 
 
 def run_batches(model, buf, X, T, sw, order, start, stop, batch_size, hp, state, l2,
@@ -111,12 +123,13 @@ def run_batches(model, buf, X, T, sw, order, start, stop, batch_size, hp, state,
             buf.acts, buf.work, buf.d0, buf.d1, buf.tbuf, buf.wbuf, m._wmask, l2, l2_per_row,
             m._loss_code, m.optimizer.code, hp, state["s1"], state["s2"], state["t"], seed,
             losses, corrects, at)
+    c = buf.chunks
     with chunk_threads(buf.n_chunks) as parallel:
         return train_chunked(
             X, T, sw, order, start, stop, batch_size, buf.n_chunks, buf.chunk_rows, parallel,
             m._spec, m._fspec, m._use_blas, m._params, m._state, buf.bnbuf,
-            buf.acts2, buf.work2, buf.d02, buf.d12, buf.tb2, buf.wb2, buf.grads2, buf.closs,
-            buf.ccorr, buf.l2part, m._wmask, l2, l2_per_row, m._loss_code,
+            c.acts2, c.work2, c.d02, c.d12, c.tb2, c.wb2, c.grads2, c.closs,
+            c.ccorr, c.l2part, m._wmask, l2, l2_per_row, m._loss_code,
             m.optimizer.code, hp, state["s1"], state["s2"], state["t"], seed,
             losses, corrects, at)
 

@@ -205,6 +205,10 @@ for layers, bs in (([fnn.Dense(4, activation="tanh"), fnn.BatchNorm(), fnn.Dropo
     m.fit(X, y, batch_size=bs, epochs=1, validation_data=(X, y), sample_weight=np.ones(400))
     m.predict(X)
     m.evaluate(X, y)
+import warnings
+warnings.simplefilter("ignore")
+X2 = rng.normal(size=(1100, 3))                 # 3 blocks of the L-BFGS pass: 3 groups
+fnn.MLPClassifier(solver="lbfgs", max_iter=2).fit(X2, (X2[:, 0] > 0).astype(int))
 extra = []
 for name, mod in list(sys.modules.items()):
     if name.startswith("fastnn.kernels."):
@@ -261,3 +265,28 @@ def test_parallel_inference_is_bitwise_identical():
     finally:
         fnn.set_num_threads(None)
     assert outs[0] == outs[1] == outs[2]
+
+
+def test_lbfgs_full_batch_groups_are_bitwise_equal_on_one_and_two_threads():
+    """L-BFGS's full-batch pass runs fixed row groups in parallel (2,100 rows:
+    5 blocks of 512, 5 groups); 1 and 2 threads give the same fit, bit for bit."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    from fastnn import sklearn as fsk
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2100, 20))
+    y = (X[:, 0] + X[:, 1] ** 2 > 1).astype(int)
+    fits = []
+    for threads in (1, 2):
+        fnn.set_num_threads(threads)
+        try:
+            with pytest.warns(ConvergenceWarning):
+                e = fnn.MLPClassifier(hidden_layer_sizes=(40,), solver="lbfgs", max_iter=15,
+                                      random_state=0).fit(X, y)
+        finally:
+            fnn.set_num_threads(None)
+        fits.append(e)
+    assert fsk._lbfgs_groups(fits[0]._net, 2100, 512) == 5
+    assert fits[0].loss_ == fits[1].loss_
+    for a, b in zip(fits[0].coefs_ + fits[0].intercepts_, fits[1].coefs_ + fits[1].intercepts_):
+        assert a.tobytes() == b.tobytes()

@@ -7,7 +7,7 @@ _cache_guard.check()    # before any cached kernel is loaded
 from .activations import activation_backward, activation_forward
 from .chunked import chunk_step, train_chunked, update_block
 from .dense import dense_backward, dense_forward
-from .fullbatch import fullbatch_loss_grad
+from .fullbatch import fullbatch_group, fullbatch_loss_grad
 from .losses import loss_grad, loss_grad_part
 from .network import network_backward, network_forward, predict_rows, train_batches
 from .norm import batchnorm_backward, batchnorm_forward, dropout_apply, dropout_mask
@@ -18,4 +18,4 @@ KERNELS = (activation_forward, activation_backward, dense_forward, dense_backwar
            loss_grad, network_forward, network_backward, train_batches, predict_rows,
            batchnorm_forward, batchnorm_backward, dropout_mask, dropout_apply,
            optimizer_update, add_l2, fullbatch_loss_grad, loss_grad_part, chunk_step,
-           update_block, train_chunked, l2_penalty)
+           update_block, train_chunked, l2_penalty, fullbatch_group)
