@@ -10,9 +10,10 @@ Same constructor parameters, defaults and meanings, same fitted attributes,
 methods, warnings and errors. Each estimator builds a ``fastnn.Sequential``
 (Dense layers with the hidden ``activation``, a linear last layer whose output
 activation is fused with the loss) and trains it with the compiled minibatch
-loop (``kernels.network.train_batches``, one call per epoch) or, for
-``solver="lbfgs"``, with ``scipy.optimize.minimize(method="L-BFGS-B")`` over the
-compiled full-batch loss and gradient (``kernels.fullbatch``).
+loop (``trainer.run_batches``: whole batches, or row chunks on threads, one
+call per epoch) or, for ``solver="lbfgs"``, with
+``scipy.optimize.minimize(method="L-BFGS-B")`` over the compiled full-batch
+loss and gradient (``kernels.fullbatch``, fixed row groups on threads).
 
 scikit-learn's semantics, kept so that results are comparable:
 
