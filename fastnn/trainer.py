@@ -34,7 +34,7 @@ from . import _validate, data
 from . import schedules as _schedules
 from .callbacks import CallbackList
 from .data import as_features, check_sample_weight
-from .kernels.chunked import UPDATE_BLOCK, train_chunked
+from .kernels.chunked import train_chunked
 from .kernels.network import train_batches
 from .threads import chunk_threads, limit_blas
 
@@ -107,7 +107,6 @@ class ChunkSpace:
         self.grads2 = np.zeros((n, model._params.size), dtype)
         self.closs = np.zeros(n)
         self.ccorr = np.zeros(n)
-        self.l2part = np.zeros(-(-model._params.size // UPDATE_BLOCK))
 
 
 def run_batches(model, buf, X, T, sw, order, start, stop, batch_size, hp, state, l2,
@@ -129,7 +128,7 @@ def run_batches(model, buf, X, T, sw, order, start, stop, batch_size, hp, state,
             X, T, sw, order, start, stop, batch_size, buf.n_chunks, buf.chunk_rows, parallel,
             m._spec, m._fspec, m._use_blas, m._params, m._state, buf.bnbuf,
             c.acts2, c.work2, c.d02, c.d12, c.tb2, c.wb2, c.grads2, c.closs,
-            c.ccorr, c.l2part, m._wmask, l2, l2_per_row, m._loss_code,
+            c.ccorr, m._wmask, l2, l2_per_row, m._loss_code,
             m.optimizer.code, hp, state["s1"], state["s2"], state["t"], seed,
             losses, corrects, at)
 

@@ -208,7 +208,14 @@ for layers, bs in (([fnn.Dense(4, activation="tanh"), fnn.BatchNorm(), fnn.Dropo
 import warnings
 warnings.simplefilter("ignore")
 X2 = rng.normal(size=(1100, 3))                 # 3 blocks of the L-BFGS pass: 3 groups
-fnn.MLPClassifier(solver="lbfgs", max_iter=2).fit(X2, (X2[:, 0] > 0).astype(int))
+y2 = (X2[:, 0] > 0).astype(int)
+lb = fnn.MLPClassifier(solver="lbfgs", max_iter=2, random_state=0).fit(X2, y2)
+ad = fnn.MLPClassifier(max_iter=2, batch_size=256, alpha=0.01, random_state=0).fit(X2, y2)
+import hashlib
+h = hashlib.sha256(m.get_weights().tobytes())
+for W in lb.coefs_ + ad.coefs_:
+    h.update(W.tobytes())
+print("weights", h.hexdigest())
 extra = []
 for name, mod in list(sys.modules.items()):
     if name.startswith("fastnn.kernels."):
@@ -223,12 +230,19 @@ sys.exit(1 if extra else 0)
 
 def test_no_kernel_compiles_twice_for_one_dtype(tmp_path):
     """From an empty cache, every kernel (callees included) compiles once for
-    float32: literal arguments between kernels would each add a version."""
+    float32: literal arguments between kernels would each add a version.
+    Then the same fits from that cache give the same bits as compiled fresh
+    (a kernel inlined into a fresh caller and one linked from the cache were
+    seen to fuse a masked multiply-add differently)."""
     import os
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    r = subprocess.run([sys.executable, "-c", SPECIALISATIONS], capture_output=True,
-                       text=True, timeout=600, env=env)
-    assert r.returncode == 0, r.stdout + r.stderr
+    runs = []
+    for _ in ("fresh", "cached"):
+        r = subprocess.run([sys.executable, "-c", SPECIALISATIONS], capture_output=True,
+                           text=True, timeout=600, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        runs.append([ln for ln in r.stdout.splitlines() if ln.startswith("weights")])
+    assert runs[0] == runs[1] and runs[0]
 
 
 def test_cache_guard_drops_stale_numba_cache(tmp_path, monkeypatch):

@@ -8,8 +8,10 @@ on one thread or many:
    chunk's share of the loss and its output gradient (scaled by the whole
    batch's weight total), backward into the chunk's own gradient buffer;
 2. update pass (one task per fixed block of parameters): sum the chunks'
-   gradients in chunk order, add the L2 term, apply the optimizer. The update
-   is elementwise, so splitting it into blocks changes nothing.
+   gradients in chunk order and apply the optimizer (L2 included). The
+   update is elementwise, so splitting it into blocks changes nothing. The
+   loss (L2 term included) is checked before it: a non-finite one stops the
+   loop with that batch's update not applied, as in ``train_batches``.
 
 Each pass runs under ``prange`` (``parallel=True``) or as a plain loop; the
 two give identical results and the caller picks one (a plain loop where
@@ -23,8 +25,8 @@ the whole batch, so a chunked batch draws the mask the whole batch would.
 
 Workspaces are 2-D, one row per chunk, each a ``network.train_batches``
 workspace for ``chunk_rows`` rows: acts2, work2, d02, d12, tb2, wb2 and
-grads2 (n_chunks, n_params). ``closs``/``ccorr`` (n_chunks,) and ``l2part``
-(n_blocks,) hold per-task results.
+grads2 (n_chunks, n_params); ``closs``/``ccorr`` (n_chunks,) hold each
+chunk's loss share and correct count.
 """
 
 import numba
@@ -80,11 +82,9 @@ def chunk_step(c, n_chunks, X, T, sw, order, b0, rows, spec, fspec, use_blas, pa
 
 
 @kernel
-def update_block(blk, n_chunks, spec, grads2, params, wmask, l2, opt_code, hp, s1, s2,
-                 step, l2part):
+def update_block(blk, n_chunks, grads2, params, wmask, l2, opt_code, hp, s1, s2, step):
     """Block blk of the parameters: grads2[0] = the sum of the chunks'
-    gradients (in chunk order), plus L2 (its loss term into l2part[blk]),
-    then the optimizer's update."""
+    gradients (in chunk order), then the optimizer's update with L2."""
     n = params.shape[0]
     p0 = blk * UPDATE_BLOCK
     p1 = min(n, p0 + UPDATE_BLOCK)
@@ -93,12 +93,9 @@ def update_block(blk, n_chunks, spec, grads2, params, wmask, l2, opt_code, hp, s
         Gc = grads2[c]
         for p in range(p0, p1):
             G[u64(p)] += Gc[u64(p)]
-    P = params[p0:p1]
-    Gb = G[p0:p1]
-    W = wmask[p0:p1]
-    l2part[blk] = l2_penalty(spec, params, p0, p1, l2) if l2 > 0.0 else 0.0
     S2 = s2[p0:p1] if s2.shape[0] > 0 else s2
-    optimizer_update(opt_code, P, Gb, s1[p0:p1], S2, W, hp, step, l2)
+    optimizer_update(opt_code, params[p0:p1], G[p0:p1], s1[p0:p1], S2, wmask[p0:p1], hp,
+                     step, l2)
 
 
 @parallel_kernel
@@ -114,18 +111,18 @@ def chunks_parallel(n_chunks, X, T, sw, order, b0, rows, spec, fspec, use_blas, 
 
 
 @parallel_kernel
-def updates_parallel(n_blocks, n_chunks, spec, grads2, params, wmask, l2, opt_code, hp, s1,
-                     s2, step, l2part):
+def updates_parallel(n_blocks, n_chunks, grads2, params, wmask, l2, opt_code, hp, s1, s2,
+                     step):
     for blk in numba.prange(n_blocks):
-        update_block(np.int64(blk), n_chunks, spec, grads2, params, wmask, l2, opt_code, hp,
-                     s1, s2, step, l2part)
+        update_block(np.int64(blk), n_chunks, grads2, params, wmask, l2, opt_code, hp, s1,
+                     s2, step)
     return 0
 
 
 @kernel
 def train_chunked(X, T, sw, order, start, stop, batch_size, n_chunks, chunk_rows, parallel,
                   spec, fspec, use_blas, params, state, bnbuf,
-                  acts2, work2, d02, d12, tb2, wb2, grads2, closs, ccorr, l2part,
+                  acts2, work2, d02, d12, tb2, wb2, grads2, closs, ccorr,
                   wmask, l2, l2_per_row, loss_code,
                   opt_code, hp, s1, s2, tstep, seed, losses, corrects, loss_at):
     """``network.train_batches`` (same meaning of the shared arguments and of
@@ -159,25 +156,20 @@ def train_chunked(X, T, sw, order, start, stop, batch_size, n_chunks, chunk_rows
         for c in range(nc):
             loss += closs[c]
             correct += ccorr[c]
+        l2_step = (l2 / rows if l2_per_row else l2) if l2 > 0.0 else 0.0
+        if l2 > 0.0:
+            loss += l2_penalty(spec, params, ZERO, params.shape[0], l2_step)
         if not np.isfinite(loss):
             losses[u64(loss_at + done)] = loss
             return done
-        l2_step = (l2 / rows if l2_per_row else l2) if l2 > 0.0 else 0.0
         if parallel and n_blocks > 1:
-            updates_parallel(n_blocks, nc, spec, grads2, params, wmask, l2_step, opt_code,
-                             hp, s1, s2, step, l2part)
+            updates_parallel(n_blocks, nc, grads2, params, wmask, l2_step, opt_code,
+                             hp, s1, s2, step)
         else:
             for blk in range(n_blocks):
-                update_block(blk, nc, spec, grads2, params, wmask, l2_step, opt_code, hp, s1,
-                             s2, step, l2part)
-        for blk in range(n_blocks):
-            loss += l2part[blk]
+                update_block(blk, nc, grads2, params, wmask, l2_step, opt_code, hp, s1,
+                             s2, step)
         tstep[0] = step
-        if not np.isfinite(loss):
-            # only the L2 term overflowed (weights beyond ~1e19): unlike a
-            # non-finite data loss, caught above, this update was applied
-            losses[u64(loss_at + done)] = loss
-            return done
         losses[u64(loss_at + done)] = loss
         corrects[u64(loss_at + done)] = correct
         done += 1

@@ -88,9 +88,7 @@ def optimizer_update(code, P, G, S1, S2, wmask, hp, t, l2):
             v = b2 * S2[i] + (one - b2) * g * g
             S1[i] = m
             S2[i] = v
-            u = (m * ic1) / (np.sqrt(v * ic2) + eps)
-            if wmask[i]:
-                u += decay * P[i]
+            u = (m * ic1) / (np.sqrt(v * ic2) + eps) + decay * P[i] * f(wmask[i])
             P[i] -= lr * u
     elif code == ADAM_SK:
         step = f(hp[H_LR] * np.sqrt(1.0 - hp[H_BETA2] ** t) / (1.0 - hp[H_BETA1] ** t))
@@ -105,17 +103,22 @@ def optimizer_update(code, P, G, S1, S2, wmask, hp, t, l2):
 
 @kernel
 def _grad(G, P, wmask, c, i):
-    """G[i] plus the L2 term c * P[i] on weight entries."""
-    return G[u64(i)] + (c * P[u64(i)] if wmask[u64(i)] else G.dtype.type(0.0))
+    """G[i] plus the L2 term c * P[i] on weight entries.
+
+    The mask multiplies rather than selects, here and wherever a masked term
+    is added: ``x + (a*b if m else 0)`` lets LLVM fold the add into the
+    select and fuse it into an FMA in some compile contexts and not in
+    others (measured: a fresh compile and a cache load of the same kernel
+    gave different bits), while ``x + a*b*m`` always fuses the same way."""
+    return G[u64(i)] + c * P[u64(i)] * G.dtype.type(wmask[u64(i)])
 
 
 @kernel
 def add_l2(spec, P, G, wmask, l2):
     """G += l2 * P on weight entries; returns ``l2_penalty`` of all of P."""
     c = P.dtype.type(l2)
-    zero = P.dtype.type(0.0)
     for i in range(P.shape[0]):
-        G[u64(i)] += c * P[u64(i)] if wmask[u64(i)] else zero
+        G[u64(i)] = _grad(G, P, wmask, c, i)
     return l2_penalty(spec, P, ZERO, P.shape[0], l2)
 
 
