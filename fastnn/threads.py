@@ -21,12 +21,12 @@ fork-join would cost more than the work). Numba's pool is used only from one
 Python thread at a time and never in a forked child (GNU OpenMP is not
 fork-safe); otherwise the same chunks run in a plain loop, same results.
 
-Inference (predict, predict_proba,
-evaluate, validation) splits the rows into fixed blocks of 512 and hands
-contiguous runs of blocks to worker threads; each block is computed the same
-way whichever thread runs it, so results do not depend on the thread count.
-Coarse blocks mean a slow second core costs at most its share of the work
-(no fine-grained hand-offs). ``set_num_threads(n)`` caps those threads; the
+Inference (predict, predict_proba, evaluate, validation) splits the rows
+into fixed blocks of 512 and hands contiguous runs of blocks to worker
+threads; each block is computed the same way whichever thread runs it, so
+results do not depend on the thread count. Coarse blocks mean a slow second
+core costs at most its share of the work (no fine-grained hand-offs).
+``set_num_threads(n)`` caps the threads of both training and inference; the
 default is the available cores.
 """
 
