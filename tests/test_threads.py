@@ -93,8 +93,15 @@ def test_chunked_batches_match_whole_batches(n_chunks, batch_size, n):
 
 
 def test_chunked_serial_and_parallel_paths_are_bitwise_equal():
-    one, h1 = _chunked_fit(threads=1, dtype="float32")      # plain loop
-    two, h2 = _chunked_fit(threads=2, dtype="float32")      # Numba's pool
+    import numba
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)                 # a user's own setting, left as found
+    try:
+        one, h1 = _chunked_fit(threads=1, dtype="float32")      # plain loop
+        two, h2 = _chunked_fit(threads=2, dtype="float32")      # Numba's pool, 2 threads
+        assert numba.get_num_threads() == 1
+    finally:
+        numba.set_num_threads(before)
     assert one.get_weights().tobytes() == two.get_weights().tobytes()
     assert h1.batch_losses.tobytes() == h2.batch_losses.tobytes()
 
