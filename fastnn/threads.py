@@ -82,12 +82,59 @@ def training_threads(n_chunks):
     return max(1, min(cap, n_chunks, numba.config.NUMBA_NUM_THREADS))
 
 
+class PathChooser:
+    """Picks, call by call, between Numba's thread pool and a plain loop for a
+    kernel that gives the same bits either way (``kernels/chunked.py``,
+    ``kernels/fullbatch.py``), so the choice may follow speed alone.
+
+    It times both (SAMPLES calls each, after an untimed first call that
+    compiles or loads the cache), then keeps the one with the lower median
+    time per row over its last SAMPLES calls, trying the other again every
+    PROBE_EVERY calls. Measured: on the 2-core machine with a busy process on
+    one core, the pool made a W4 batch-200 epoch 2-4x slower than one thread;
+    the chooser falls back to the loop there by itself, and returns to the
+    pool when the core frees up. Medians, because times on a loaded machine
+    are bimodal."""
+
+    SAMPLES = 3
+    PROBE_EVERY = 32
+
+    def __init__(self):
+        self.samples = {True: [], False: []}
+        self.calls = 0
+
+    def _median(self, parallel):
+        s = sorted(self.samples[parallel])
+        return s[len(s) // 2]
+
+    def choose(self):
+        """True: run this call on the pool; False: in a plain loop."""
+        self.calls += 1
+        if self.calls == 1:
+            return True
+        short = [p for p in (True, False) if len(self.samples[p]) < self.SAMPLES]
+        if short:
+            return min(short, key=lambda p: len(self.samples[p]))
+        best = self._median(True) <= self._median(False)
+        return (not best) if self.calls % self.PROBE_EVERY == 0 else best
+
+    def record(self, parallel, seconds, rows):
+        """The call just made took ``seconds`` for ``rows`` rows."""
+        if self.calls <= 1:
+            return
+        kept = self.samples[parallel]
+        kept.append(seconds / max(rows, 1))
+        del kept[:-self.SAMPLES]
+
+
 @contextlib.contextmanager
-def chunk_threads(n_chunks):
+def chunk_threads(n_chunks, want=True):
     """Yield whether the chunked training kernel may run its passes on Numba's
-    thread pool (then sized for ``n_chunks``, and restored afterwards)."""
+    thread pool (then sized for ``n_chunks``, and restored afterwards): not
+    when ``want`` is false, one thread is allowed, this is a forked child, or
+    another Python thread is in the pool."""
     n = training_threads(n_chunks)
-    if n < 2 or _forked_child or not _pool_lock.acquire(blocking=False):
+    if not want or n < 2 or _forked_child or not _pool_lock.acquire(blocking=False):
         yield False
         return
     import numba

@@ -311,3 +311,26 @@ def test_lbfgs_full_batch_groups_are_bitwise_equal_on_one_and_two_threads():
     assert fits[0].loss_ == fits[1].loss_
     for a, b in zip(fits[0].coefs_ + fits[0].intercepts_, fits[1].coefs_ + fits[1].intercepts_):
         assert a.tobytes() == b.tobytes()
+
+
+def test_path_chooser_follows_the_faster_path_and_rechecks():
+    """The pool or the plain loop (same bits): sampled in turn after an untimed
+    first call, then the lower median wins; a path that slows down loses
+    within SAMPLES calls; the other is retried every PROBE_EVERY calls."""
+    from fastnn.threads import PathChooser
+    ch = PathChooser()
+    speed = {True: 1.0, False: 2.0}             # seconds per call; pool faster
+
+    def call():
+        p = ch.choose()
+        ch.record(p, speed[p], 1)
+        return p
+
+    assert call() is True                       # first call: untimed warm-up
+    first = [call() for _ in range(2 * PathChooser.SAMPLES)]
+    assert first.count(True) == first.count(False) == PathChooser.SAMPLES
+    runs = [call() for _ in range(2 * PathChooser.PROBE_EVERY)]
+    assert runs.count(False) == 2               # only the probes
+    speed[True] = 5.0                           # the machine got busy
+    after = [call() for _ in range(PathChooser.SAMPLES + 3)]
+    assert after[-3:] == [False] * 3
