@@ -89,23 +89,28 @@ class PathChooser:
 
     It times both (SAMPLES calls each, after an untimed first call that
     compiles or loads the cache), then keeps the one with the lower median
-    time per row over its last SAMPLES calls, trying the other again every
-    PROBE_EVERY calls. Measured: on the 2-core machine with a busy process on
-    one core, the pool made a W4 batch-200 epoch 2-4x slower than one thread;
-    the chooser falls back to the loop there by itself, and returns to the
-    pool when the core frees up. Medians, because times on a loaded machine
-    are bimodal."""
+    time per row over its last SAMPLES calls, so a path that slows down is
+    dropped within a few calls. The other path is tried again after
+    PROBE_EVERY calls, then at doubling intervals (up to MAX_PROBE_EVERY)
+    while it keeps losing, at once again while it wins. Measured: on the 2-core machine with a busy
+    process on one core, the pool made a W4 batch-200 epoch 2-4x slower than
+    one thread; the chooser falls back to the loop there by itself. Medians,
+    because times on a loaded machine are bimodal."""
 
     SAMPLES = 3
     PROBE_EVERY = 32
+    MAX_PROBE_EVERY = 1024
 
     def __init__(self):
         self.samples = {True: [], False: []}
         self.calls = 0
+        self.best = None
+        self.interval = self.PROBE_EVERY
+        self.next_probe = None
 
-    def _median(self, parallel):
-        s = sorted(self.samples[parallel])
-        return s[len(s) // 2]
+    def _faster(self):
+        med = {p: sorted(v)[len(v) // 2] for p, v in self.samples.items()}
+        return med[True] <= med[False]
 
     def choose(self):
         """True: run this call on the pool; False: in a plain loop."""
@@ -115,16 +120,32 @@ class PathChooser:
         short = [p for p in (True, False) if len(self.samples[p]) < self.SAMPLES]
         if short:
             return min(short, key=lambda p: len(self.samples[p]))
-        best = self._median(True) <= self._median(False)
-        return (not best) if self.calls % self.PROBE_EVERY == 0 else best
+        if self.next_probe is None:
+            self.next_probe = self.calls + self.interval
+        if self.calls >= self.next_probe:
+            self.interval = min(2 * self.interval, self.MAX_PROBE_EVERY)
+            self.next_probe = self.calls + self.interval
+            return not self.best
+        return self.best
 
     def record(self, parallel, seconds, rows):
         """The call just made took ``seconds`` for ``rows`` rows."""
         if self.calls <= 1:
             return
         kept = self.samples[parallel]
-        kept.append(seconds / max(rows, 1))
+        rate = seconds / max(rows, 1)
+        kept.append(rate)
         del kept[:-self.SAMPLES]
+        if self.best is not None and parallel != self.best:
+            best = self.samples[self.best]
+            if rate < sorted(best)[len(best) // 2]:
+                self.next_probe = self.calls + 1     # a probe won: sample it again
+        if all(len(v) == self.SAMPLES for v in self.samples.values()):
+            faster = self._faster()
+            if self.best is not None and faster != self.best:
+                self.interval = self.PROBE_EVERY        # things changed: look again soon
+                self.next_probe = self.calls + self.interval
+            self.best = faster
 
 
 @contextlib.contextmanager

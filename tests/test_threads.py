@@ -315,8 +315,9 @@ def test_lbfgs_full_batch_groups_are_bitwise_equal_on_one_and_two_threads():
 
 def test_path_chooser_follows_the_faster_path_and_rechecks():
     """The pool or the plain loop (same bits): sampled in turn after an untimed
-    first call, then the lower median wins; a path that slows down loses
-    within SAMPLES calls; the other is retried every PROBE_EVERY calls."""
+    first call, then the lower median wins; the loser is retried after
+    PROBE_EVERY calls, then ever more rarely; a path that slows down loses
+    within SAMPLES calls."""
     from fastnn.threads import PathChooser
     ch = PathChooser()
     speed = {True: 1.0, False: 2.0}             # seconds per call; pool faster
@@ -329,8 +330,13 @@ def test_path_chooser_follows_the_faster_path_and_rechecks():
     assert call() is True                       # first call: untimed warm-up
     first = [call() for _ in range(2 * PathChooser.SAMPLES)]
     assert first.count(True) == first.count(False) == PathChooser.SAMPLES
-    runs = [call() for _ in range(2 * PathChooser.PROBE_EVERY)]
-    assert runs.count(False) == 2               # only the probes
+    runs = [call() for _ in range(PathChooser.PROBE_EVERY + 1)]
+    assert runs.count(False) == 1               # the first probe
+    runs = [call() for _ in range(2000)]
+    assert 1 <= runs.count(False) <= 6         # probes at doubling intervals
     speed[True] = 5.0                           # the machine got busy
     after = [call() for _ in range(PathChooser.SAMPLES + 3)]
     assert after[-3:] == [False] * 3
+    speed[True] = 1.0                           # and free again: found by a probe
+    back = [call() for _ in range(2 * PathChooser.PROBE_EVERY + PathChooser.SAMPLES)]
+    assert back[-3:] == [True] * 3
