@@ -82,46 +82,42 @@ def training_threads(n_chunks):
     return max(1, min(cap, n_chunks, numba.config.NUMBA_NUM_THREADS))
 
 
+def _median(values):
+    return sorted(values)[len(values) // 2]
+
+
 class PathChooser:
     """Picks, call by call, between Numba's thread pool and a plain loop for a
     kernel that gives the same bits either way (``kernels/chunked.py``,
     ``kernels/fullbatch.py``), so the choice may follow speed alone.
 
-    It times both (SAMPLES calls each, after an untimed first call that
-    compiles or loads the cache), then keeps the one with the lower median
-    time per row over its last SAMPLES calls, so a path that slows down is
-    dropped within a few calls. The other path is tried again after
-    PROBE_EVERY calls, then at doubling intervals (up to MAX_PROBE_EVERY)
-    while it keeps losing, at once again while it wins. Measured: on the 2-core machine with a busy
-    process on one core, the pool made a W4 batch-200 epoch 2-4x slower than
-    one thread; the chooser falls back to the loop there by itself. Medians,
-    because times on a loaded machine are bimodal."""
+    The pool first. The loop is tried once the pool has SAMPLES timings, then
+    after PROBE_EVERY calls and at doubling intervals (up to
+    MAX_PROBE_EVERY) while it loses, at once when
+    the path in use suddenly runs SLOWDOWN times slower than its median, and
+    again at once while a try wins; once both have SAMPLES timings, the lower
+    median time per row decides. Medians, because times on a loaded machine
+    are bimodal; the first call (compilation or a cache load) is not timed.
+    Measured: on the 2-core machine with a busy process on one core, the pool
+    made a W4 batch-200 epoch 2-4x slower than one thread; the chooser falls
+    back to the loop there by itself; on a quiet machine the tries cost one
+    call early, then one in hundreds."""
 
     SAMPLES = 3
     PROBE_EVERY = 32
     MAX_PROBE_EVERY = 1024
+    SLOWDOWN = 1.5
 
     def __init__(self):
         self.samples = {True: [], False: []}
         self.calls = 0
-        self.best = None
-        self.interval = self.PROBE_EVERY
-        self.next_probe = None
-
-    def _faster(self):
-        med = {p: sorted(v)[len(v) // 2] for p, v in self.samples.items()}
-        return med[True] <= med[False]
+        self.best = True
+        self.interval = self.PROBE_EVERY // 2
+        self.next_probe = 2 + self.SAMPLES       # after the untimed call and SAMPLES timed
 
     def choose(self):
         """True: run this call on the pool; False: in a plain loop."""
         self.calls += 1
-        if self.calls == 1:
-            return True
-        short = [p for p in (True, False) if len(self.samples[p]) < self.SAMPLES]
-        if short:
-            return min(short, key=lambda p: len(self.samples[p]))
-        if self.next_probe is None:
-            self.next_probe = self.calls + self.interval
         if self.calls >= self.next_probe:
             self.interval = min(2 * self.interval, self.MAX_PROBE_EVERY)
             self.next_probe = self.calls + self.interval
@@ -132,20 +128,22 @@ class PathChooser:
         """The call just made took ``seconds`` for ``rows`` rows."""
         if self.calls <= 1:
             return
-        kept = self.samples[parallel]
         rate = seconds / max(rows, 1)
+        mine = self.samples[self.best]
+        if parallel == self.best:
+            if len(mine) == self.SAMPLES and rate > self.SLOWDOWN * _median(mine):
+                self.next_probe = self.calls + 1         # slowed down: look at the other
+        elif not mine or rate < _median(mine):
+            self.next_probe = self.calls + 1             # a try won: time it again
+        kept = self.samples[parallel]
         kept.append(rate)
         del kept[:-self.SAMPLES]
-        if self.best is not None and parallel != self.best:
-            best = self.samples[self.best]
-            if rate < sorted(best)[len(best) // 2]:
-                self.next_probe = self.calls + 1     # a probe won: sample it again
         if all(len(v) == self.SAMPLES for v in self.samples.values()):
-            faster = self._faster()
-            if self.best is not None and faster != self.best:
-                self.interval = self.PROBE_EVERY        # things changed: look again soon
+            faster = _median(self.samples[True]) <= _median(self.samples[False])
+            if faster != self.best:
+                self.best = faster
+                self.interval = self.PROBE_EVERY
                 self.next_probe = self.calls + self.interval
-            self.best = faster
 
 
 @contextlib.contextmanager

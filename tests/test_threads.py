@@ -314,10 +314,10 @@ def test_lbfgs_full_batch_groups_are_bitwise_equal_on_one_and_two_threads():
 
 
 def test_path_chooser_follows_the_faster_path_and_rechecks():
-    """The pool or the plain loop (same bits): sampled in turn after an untimed
-    first call, then the lower median wins; the loser is retried after
-    PROBE_EVERY calls, then ever more rarely; a path that slows down loses
-    within SAMPLES calls."""
+    """The pool or the plain loop (same bits): the pool first, the loop tried
+    once early and then ever more rarely while it loses; when
+    the pool slows down the loop is timed at once and takes over; when the
+    pool is fast again a try finds it."""
     from fastnn.threads import PathChooser
     ch = PathChooser()
     speed = {True: 1.0, False: 2.0}             # seconds per call; pool faster
@@ -327,16 +327,14 @@ def test_path_chooser_follows_the_faster_path_and_rechecks():
         ch.record(p, speed[p], 1)
         return p
 
-    assert call() is True                       # first call: untimed warm-up
-    first = [call() for _ in range(2 * PathChooser.SAMPLES)]
-    assert first.count(True) == first.count(False) == PathChooser.SAMPLES
-    runs = [call() for _ in range(PathChooser.PROBE_EVERY + 1)]
-    assert runs.count(False) == 1               # the first probe
+    runs = [call() for _ in range(PathChooser.PROBE_EVERY)]
+    assert runs.count(False) == 1                       # one early try, lost
+    assert runs[:1 + PathChooser.SAMPLES] == [True] * (1 + PathChooser.SAMPLES)
     runs = [call() for _ in range(2000)]
-    assert 1 <= runs.count(False) <= 6         # probes at doubling intervals
-    speed[True] = 5.0                           # the machine got busy
-    after = [call() for _ in range(PathChooser.SAMPLES + 3)]
+    assert 1 <= runs.count(False) <= 6                  # tries at doubling intervals
+    speed[True] = 5.0                                   # the machine got busy
+    after = [call() for _ in range(3 * PathChooser.SAMPLES + 3)]
     assert after[-3:] == [False] * 3
-    speed[True] = 1.0                           # and free again: found by a probe
-    back = [call() for _ in range(2 * PathChooser.PROBE_EVERY + PathChooser.SAMPLES)]
+    speed[True] = 1.0                                   # and free again
+    back = [call() for _ in range(2 * PathChooser.PROBE_EVERY + 2 * PathChooser.SAMPLES)]
     assert back[-3:] == [True] * 3
