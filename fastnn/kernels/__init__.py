@@ -5,17 +5,18 @@ from . import _cache_guard
 _cache_guard.check()    # before any cached kernel is loaded
 
 from .activations import activation_backward, activation_forward
-from .chunked import chunk_step, train_chunked, update_block
+from .chunked import chunk_step, chunks_parallel, train_chunked, update_block, updates_parallel
 from .dense import dense_backward, dense_forward
-from .fullbatch import fullbatch_group, fullbatch_loss_grad
+from .fullbatch import fullbatch_group, fullbatch_loss_grad, groups_parallel
 from .losses import loss_grad, loss_grad_part
 from .network import network_backward, network_forward, predict_rows, train_batches
 from .norm import batchnorm_backward, batchnorm_forward, dropout_apply, dropout_mask
-from .optimizers import add_l2, l2_penalty, optimizer_update
+from .optimizers import add_l2, batch_l2, l2_penalty, optimizer_update
 
 # every kernel, for the test that each compiles to at most one signature per dtype
 KERNELS = (activation_forward, activation_backward, dense_forward, dense_backward,
            loss_grad, network_forward, network_backward, train_batches, predict_rows,
            batchnorm_forward, batchnorm_backward, dropout_mask, dropout_apply,
            optimizer_update, add_l2, fullbatch_loss_grad, loss_grad_part, chunk_step,
-           update_block, train_chunked, l2_penalty, fullbatch_group)
+           update_block, train_chunked, l2_penalty, fullbatch_group, batch_l2,
+           chunks_parallel, updates_parallel, groups_parallel)

@@ -42,7 +42,7 @@ from .network import (
     network_backward,
     network_forward,
 )
-from .optimizers import l2_penalty, optimizer_update
+from .optimizers import batch_l2, optimizer_update
 from .reduce import ZERO, u64
 
 # parameters per task of the update pass
@@ -104,8 +104,8 @@ def chunks_parallel(n_chunks, X, T, sw, order, b0, rows, spec, fspec, use_blas, 
                     wsum, seed, step, closs, ccorr):
     for c in numba.prange(n_chunks):
         # prange counts in uint64, range in int64: one type, one specialisation
-        chunk_step(np.int64(c), n_chunks, X, T, sw, order, b0, rows, spec, fspec, use_blas, params,
-                   state, bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2, loss_code,
+        chunk_step(np.int64(c), n_chunks, X, T, sw, order, b0, rows, spec, fspec, use_blas,
+                   params, state, bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2, loss_code,
                    wsum, seed, step, closs, ccorr)
     return 0
 
@@ -156,9 +156,8 @@ def train_chunked(X, T, sw, order, start, stop, batch_size, n_chunks, chunk_rows
         for c in range(nc):
             loss += closs[c]
             correct += ccorr[c]
-        l2_step = (l2 / rows if l2_per_row else l2) if l2 > 0.0 else 0.0
-        if l2 > 0.0:
-            loss += l2_penalty(spec, params, ZERO, params.shape[0], l2_step)
+        l2_step, l2_loss = batch_l2(spec, params, l2, rows, l2_per_row)
+        loss += l2_loss
         if not np.isfinite(loss):
             losses[u64(loss_at + done)] = loss
             return done

@@ -48,7 +48,7 @@ from .config import kernel
 from .dense import dense_backward, dense_forward
 from .losses import loss_grad
 from .norm import batchnorm_backward, batchnorm_forward, dropout_apply, dropout_mask
-from .optimizers import l2_penalty, optimizer_update
+from .optimizers import batch_l2, optimizer_update
 from .reduce import ZERO, u64
 
 # Arguments handed from one kernel to another are typed, never literal
@@ -232,9 +232,8 @@ def train_batches(X, T, sw, order, start, stop, batch_size,
                                   loss_code, d0, ZERO)
         network_backward(spec, fspec, params, grads, bnbuf, acts, work, rows, use_blas,
                          d0, d1)
-        l2_step = (l2 / rows if l2_per_row else l2) if l2 > 0.0 else 0.0
-        if l2 > 0.0:
-            loss += l2_penalty(spec, params, ZERO, params.shape[0], l2_step)
+        l2_step, l2_loss = batch_l2(spec, params, l2, rows, l2_per_row)
+        loss += l2_loss
         if not np.isfinite(loss):
             losses[u64(loss_at + done)] = loss
             return done

@@ -123,6 +123,17 @@ def add_l2(spec, P, G, wmask, l2):
 
 
 @kernel
+def batch_l2(spec, P, l2, rows, per_row):
+    """(L2 factor, L2 loss term) of a training batch of ``rows`` rows: the
+    factor is ``l2``, or ``l2 / rows`` when ``per_row`` (scikit-learn's
+    scaling), and (0, 0) without L2."""
+    if l2 <= 0.0:
+        return 0.0, 0.0
+    c = l2 / rows if per_row else l2
+    return c, l2_penalty(spec, P, ZERO, P.shape[0], c)
+
+
+@kernel
 def l2_penalty(spec, P, p0, p1, l2):
     """0.5 * l2 * sum(P^2) over the weight entries in P[p0:p1]: the Dense
     layers' W runs (``spec``; the entries ``wmask`` marks), each summed in
