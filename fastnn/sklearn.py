@@ -97,7 +97,6 @@ unpickling, and ``coefs_`` are its views again).
 """
 
 import numbers
-import time
 import warnings
 
 import numpy as np
@@ -122,7 +121,7 @@ from .layers import Dense
 from .model import Sequential
 from .model import _sigmoid as _logistic
 from .optimizers import SGD, _AdamSK
-from .threads import PathChooser, chunk_threads, single_threaded_blas
+from .threads import PathChooser, single_threaded_blas
 from .trainer import ChunkSpace, _Buffers, _opt_state, run_batches
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
@@ -589,14 +588,12 @@ class _BaseMLP(BaseEstimator):
 
         def objective(x):
             params[...] = x
-            with chunk_threads(groups, chooser.choose()) as parallel:
-                t0 = time.perf_counter()
+            with chooser.call(groups, n) as parallel:
                 loss = fullbatch_loss_grad(
                     X, T, sw, block, groups, parallel, net._spec, net._fspec, net._use_blas,
                     params, grads, ws.grads2, gblk2, net._state, bnbuf,
                     ws.acts2, ws.work2, ws.d02, ws.d12, ws.tb2, ws.wb2, ws.closs, net._wmask,
                     l2, scale, net._loss_code)
-                chooser.record(parallel, time.perf_counter() - t0, n)
             return float(loss), grads.astype(np.float64)
 
         def reported_loss(value):

@@ -33,6 +33,7 @@ default is the available cores.
 import contextlib
 import os
 import threading
+import time
 
 from . import _validate
 
@@ -123,6 +124,15 @@ class PathChooser:
             self.next_probe = self.calls + self.interval
             return not self.best
         return self.best
+
+    @contextlib.contextmanager
+    def call(self, n_chunks, rows):
+        """Run one kernel call over ``rows`` rows in ``n_chunks`` chunks:
+        yields whether to use the pool (see ``chunk_threads``) and times it."""
+        with chunk_threads(n_chunks, self.choose()) as parallel:
+            t0 = time.perf_counter()
+            yield parallel
+            self.record(parallel, time.perf_counter() - t0, rows)
 
     def record(self, parallel, seconds, rows):
         """The call just made took ``seconds`` for ``rows`` rows."""

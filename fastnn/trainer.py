@@ -36,7 +36,7 @@ from .callbacks import CallbackList
 from .data import as_features, check_sample_weight
 from .kernels.chunked import train_chunked
 from .kernels.network import train_batches
-from .threads import PathChooser, chunk_threads, limit_blas
+from .threads import PathChooser, limit_blas
 
 # one compiled call handles about this many multiply-adds (a fraction of a
 # second), so progress, callbacks and Ctrl-C are seen several times per epoch;
@@ -124,17 +124,14 @@ def run_batches(model, buf, X, T, sw, order, start, stop, batch_size, hp, state,
             m._loss_code, m.optimizer.code, hp, state["s1"], state["s2"], state["t"], seed,
             losses, corrects, at)
     c = buf.chunks
-    with chunk_threads(buf.n_chunks, buf.chooser.choose()) as parallel:
-        t0 = time.perf_counter()
-        done = train_chunked(
+    with buf.chooser.call(buf.n_chunks, stop - start) as parallel:
+        return train_chunked(
             X, T, sw, order, start, stop, batch_size, buf.n_chunks, buf.chunk_rows, parallel,
             m._spec, m._fspec, m._use_blas, m._params, m._state, buf.bnbuf,
             c.acts2, c.work2, c.d02, c.d12, c.tb2, c.wb2, c.grads2, c.closs,
             c.ccorr, m._wmask, l2, l2_per_row, m._loss_code,
             m.optimizer.code, hp, state["s1"], state["s2"], state["t"], seed,
             losses, corrects, at)
-        buf.chooser.record(parallel, time.perf_counter() - t0, stop - start)
-    return done
 
 
 def _opt_state(model):
