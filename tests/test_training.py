@@ -296,3 +296,47 @@ def test_predict_before_fit_is_refused_even_when_built():
             call(X)
     m.fit(X, [0, 1, 2, 0], epochs=0)          # fixes the labels; no update
     assert m.predict(X).shape == (4,)
+
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flush_subnormal_zeroes_only_subnormals(dtype):
+    from fastnn.kernels.optimizers import flush_subnormal
+    tiny = np.finfo(dtype).tiny
+    S = np.array([tiny / 4, -tiny / 1024, tiny, -tiny, 1.0, 0.0, np.nan, np.inf, -np.inf],
+                 dtype)
+    flush_subnormal(S)
+    np.testing.assert_array_equal(S, np.array([0, 0, tiny, -tiny, 1, 0, np.nan, np.inf,
+                                               -np.inf], dtype))
+
+
+@pytest.mark.parametrize("make_opt", OPTIMIZERS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_subnormal_optimizer_state_is_flushed_every_64_steps(make_opt, dtype):
+    """A weight whose gradient stays 0 (here into a dead ReLU unit) has its
+    state decay into subnormals, which made W2's update pass 2.6x slower;
+    the step that is a multiple of FLUSH_EVERY sets them to 0."""
+    from fastnn.kernels import optimizers as kopt
+    assert kopt.FLUSH_EVERY == 64
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 3)).astype(dtype)
+    y = rng.integers(0, 2, 64)
+    m = fnn.Sequential([fnn.Dense(4, activation="relu"), fnn.Dense(2)], input_dim=3,
+                       dtype=dtype, seed=0)
+    m.compile(loss="softmax_cross_entropy", optimizer=make_opt())
+    m.fit(X, y, batch_size=64, epochs=1, shuffle=False, verbose=0)      # state exists
+    m.layers[0].W[:, 0] = 0.0           # unit 0 is dead: relu(-1) = 0 on every row,
+    m.layers[0].b[0] = -1.0             # so W[:, 0] (flat 0, 4, 8) gets zero gradients
+    tiny = np.finfo(dtype).tiny
+    state = m._opt_state
+    state["s1"][[0, 4]] = [tiny / 4, tiny / 8]     # >= 0: RMSProp keeps g^2 there
+    if state["s2"].size:                # second moments are >= 0
+        state["s2"][[0, 4]] = [tiny / 4, tiny / 8]
+    state["t"][0] = 62
+    m.fit(X, y, batch_size=64, epochs=1, shuffle=False, verbose=0)      # step 63
+    m.fit(X, y, batch_size=64, epochs=1, shuffle=False, verbose=0)      # step 64
+    assert state["t"][0] == 64
+    for name in ("s1", "s2"):
+        s = state[name]
+        assert not np.any((s != 0) & (np.abs(s) < tiny)), name
+        assert np.all(np.isfinite(s)), name

@@ -14,6 +14,20 @@ same pass (G itself is left as it was; ``l2_penalty`` gives the loss term).
             P -= lr * (S1/(1-b1^t)) / (sqrt(S2/(1-b2^t)) + eps)
 * ADAMW:    ADAM, plus P -= lr*decay*P_old on weight entries
 * ADAM_SK:  scikit-learn's form: P -= lr*sqrt(1-b2^t)/(1-b1^t) * S1/(sqrt(S2)+eps)
+
+Every FLUSH_EVERY steps the state's subnormal entries are set to zero
+(``flush_subnormal``). A weight whose gradient stays zero (a dead ReLU unit,
+an input that is always 0) has its state decay geometrically into the
+subnormal range, where it sticks (0.9 times the smallest subnormal rounds
+back to it), and arithmetic on subnormals is slow. Measured on W2
+(784-256-128-10, Adam): 40% of the first moment was subnormal from the
+second epoch on, and the update pass took 2.6x as long (261 against 102 us
+per batch). A subnormal state entry moves its weight by at least 1e30 times
+less than the weight's rounding step (Adam's divisor is at least eps), so no
+weight that is not itself within 1e-28 of zero changes. Flushing in the
+update loop itself cost 13% of the Adam pass; a separate pass every
+FLUSH_EVERY steps costs nothing measurable and leaves an entry subnormal for
+at most FLUSH_EVERY steps (it then stays 0 while its gradient is 0).
 """
 
 import numpy as np
@@ -39,6 +53,8 @@ from .codes import (
 )
 from .config import kernel
 from .reduce import ZERO, lane_dot, u64
+
+FLUSH_EVERY = 64
 
 
 @kernel
@@ -99,6 +115,19 @@ def optimizer_update(code, P, G, S1, S2, wmask, hp, t, l2):
             S1[i] = m
             S2[i] = v
             P[i] -= step * m / (np.sqrt(v) + eps)
+    if t % FLUSH_EVERY == 0:
+        flush_subnormal(S1)
+        flush_subnormal(S2)
+
+
+@kernel
+def flush_subnormal(S):
+    """S[i] = 0 where |S[i]| is subnormal (NaN and inf kept)."""
+    tiny = S.dtype.type(np.finfo(S.dtype).tiny)
+    zero = S.dtype.type(0.0)
+    for i in range(S.shape[0]):
+        x = S[u64(i)]
+        S[u64(i)] = x if not abs(x) < tiny else zero
 
 
 @kernel
