@@ -103,14 +103,15 @@ def _serialise(model):
         header["optimizer"] = {"class": type(opt).__name__, "config": _plain(opt.get_config())}
     dtype = model.dtype
     empty = np.zeros(0, dtype)
-    arrays = {"params": model._params if built else empty,
+    arrays = {"params": model._public_order(model._params) if built else empty,
               "state": model._state if built else empty,
               "opt_s1": empty, "opt_s2": empty, "opt_t": np.zeros(1, np.int64),
               "classes": np.zeros(0, np.int64)}
     if built and model._compiled and model._opt_state is not None:
         st = model._opt_state
         header["has_optimizer_state"] = True
-        arrays.update(opt_s1=st["s1"], opt_s2=st["s2"],
+        arrays.update(opt_s1=model._public_order(st["s1"]),
+                      opt_s2=model._public_order(st["s2"]),
                       opt_t=np.asarray(st["t"], np.int64).reshape(1))
     if model._classes is not None:
         classes, was_object = _storable_labels(model._classes)
@@ -458,10 +459,10 @@ def _build(zf, infos, header, size):
     except (TypeError, ValueError) as e:
         raise _Bad(f"invalid header ({e})") from None
     if built:
-        model._params[...] = params
+        model._params[...] = model._flat_order(params)
         model._state[...] = state
         if has_opt:
-            model._opt_state = dict(s1=s1, s2=s2, t=t)
+            model._opt_state = dict(s1=model._flat_order(s1), s2=model._flat_order(s2), t=t)
     model._l2_per_row = header["l2_per_row"]
     model._epoch = header["epoch"]
     model._y_ndim = header["y_ndim"]

@@ -926,12 +926,18 @@ def load(path):
 
 
 # ------------------------------------------------------------------ helpers
+class _EstimatorNet(Sequential):
+    """The estimators' network: every W untransposed in the flat buffer, the
+    order their files, pickles and early-stopping copies hold."""
+    _TRANSPOSE_BIG = False
+
+
 def _build_net(layer_units, activation, loss, dtype):
     """A Sequential with the given layer widths; the optimizer and L2 factor
     are set by each fit."""
     hidden = [Dense(u, activation=activation) for u in layer_units[1:-1]]
-    net = Sequential(hidden + [Dense(layer_units[-1])], input_dim=layer_units[0],
-                     dtype=dtype, seed=0)
+    net = _EstimatorNet(hidden + [Dense(layer_units[-1])], input_dim=layer_units[0],
+                        dtype=dtype, seed=0)
     net.compile(loss=loss, optimizer=SGD(), l2=0.0)
     net._l2_per_row = True            # scikit-learn: alpha / batch rows
     return net

@@ -42,7 +42,8 @@ K_B = 5         # offset of b (DENSE; -1 without bias) or beta (BATCHNORM)
 K_A = 6         # offset of this layer's output in the activation workspace (per row)
 K_Z = 7         # offset of its pre-activation / xhat / mask workspace (per row)
 K_S = 8         # offset of BatchNorm running statistics in the state buffer
-K_COLS = 9
+K_WT = 9        # 1: W is stored transposed, (n_out, n_in) row-major (DENSE, BLAS only)
+K_COLS = 10
 
 # columns of the float layer table
 F_RATE = 0      # dropout rate

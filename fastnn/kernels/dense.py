@@ -5,7 +5,10 @@ feature-major, ``buf[o + j*rows + i]`` = feature j of row i, so every inner
 loop runs over the batch, contiguous, and vectorises (the layout is
 "structure of arrays"; with one row it is the same as row-major). Weights
 ``W`` (n_in, n_out) and bias ``b`` (n_out,) are row-major runs of the flat
-parameter buffer ``P`` at offsets ``wo`` and ``bo`` (``bo < 0``: no bias).
+parameter buffer ``P`` at offsets ``wo`` and ``bo`` (``bo < 0``: no bias);
+with ``wt`` (big layers, BLAS only) W is stored transposed, as the row-major
+(n_out, n_in) run Wt, and gemm reads it without a transpose (faster there,
+see ``model.TRANSPOSE_MIN_WEIGHTS``).
 
 Narrow layers use these loops; wide ones ``np.dot`` (scipy's OpenBLAS gemm,
 into preallocated output, no allocation): a gemm call costs about 0.1 us
@@ -22,18 +25,26 @@ from .reduce import lane_dot, lane_sum, u64
 
 
 @kernel
-def dense_forward(A, xo, n_in, P, wo, bo, n_out, rows, use_blas, Z, zo, x_rows):
+def dense_forward(A, xo, n_in, P, wo, bo, n_out, rows, use_blas, Z, zo, x_rows, wt):
     """Z (n_out, rows) at Z[zo:] = W.T @ X + b, X (n_in, rows) at A[xo:].
 
     ``x_rows`` (BLAS only): X is stored row-major (rows, n_in) instead, as the
-    gathered network input is; gemm takes the transpose for free."""
+    gathered network input is; gemm takes the transpose for free. ``wt``:
+    W is stored transposed (BLAS only)."""
     if use_blas:
-        W = P[wo:wo + n_in * n_out].reshape((n_in, n_out))
         Zv = Z[zo:zo + n_out * rows].reshape((n_out, rows))
-        if x_rows:
-            np.dot(W.T, A[xo:xo + n_in * rows].reshape((rows, n_in)).T, Zv)
+        if wt:
+            Wt = P[wo:wo + n_in * n_out].reshape((n_out, n_in))
+            if x_rows:
+                np.dot(Wt, A[xo:xo + n_in * rows].reshape((rows, n_in)).T, Zv)
+            else:
+                np.dot(Wt, A[xo:xo + n_in * rows].reshape((n_in, rows)), Zv)
         else:
-            np.dot(W.T, A[xo:xo + n_in * rows].reshape((n_in, rows)), Zv)
+            W = P[wo:wo + n_in * n_out].reshape((n_in, n_out))
+            if x_rows:
+                np.dot(W.T, A[xo:xo + n_in * rows].reshape((rows, n_in)).T, Zv)
+            else:
+                np.dot(W.T, A[xo:xo + n_in * rows].reshape((n_in, rows)), Zv)
         if bo >= 0:
             for j in range(n_out):
                 bj = P[u64(bo + j)]
@@ -66,16 +77,27 @@ def dense_forward(A, xo, n_in, P, wo, bo, n_out, rows, use_blas, Z, zo, x_rows):
 
 @kernel
 def dense_backward(A, xo, n_in, P, wo, bo, n_out, rows, use_blas, D, do, G,
-                   need_dx, dX, dxo, x_rows):
+                   need_dx, dX, dxo, x_rows, wt):
     """Gradients of a dense layer from D = dLoss/dZ (n_out, rows) at D[do:].
 
-    Writes dW = X @ D.T into G[wo:] (n_in, n_out), db = row sums of D into
-    G[bo:], and when ``need_dx`` dX = W @ D (n_in, rows) into dX[dxo:].
-    ``x_rows`` as in ``dense_forward``.
+    Writes dW = X @ D.T into G[wo:] (n_in, n_out; transposed with ``wt``),
+    db = row sums of D into G[bo:], and when ``need_dx`` dX = W @ D
+    (n_in, rows) into dX[dxo:]. ``x_rows`` and ``wt`` as in ``dense_forward``.
     """
     if bo >= 0:
         for j in range(n_out):
             G[u64(bo + j)] = lane_sum(D, do + j * rows, rows)
+    if use_blas and wt:
+        Dv = D[do:do + n_out * rows].reshape((n_out, rows))
+        dWt = G[wo:wo + n_in * n_out].reshape((n_out, n_in))
+        if x_rows:
+            np.dot(Dv, A[xo:xo + n_in * rows].reshape((rows, n_in)), dWt)
+        else:
+            np.dot(Dv, A[xo:xo + n_in * rows].reshape((n_in, rows)).T, dWt)
+        if need_dx:
+            Wt = P[wo:wo + n_in * n_out].reshape((n_out, n_in))
+            np.dot(Wt.T, Dv, dX[dxo:dxo + n_in * rows].reshape((n_in, rows)))
+        return
     if use_blas:
         Dv = D[do:do + n_out * rows].reshape((n_out, rows))
         dW = G[wo:wo + n_in * n_out].reshape((n_in, n_out))

@@ -42,6 +42,7 @@ from .codes import (
     K_OUT,
     K_S,
     K_W,
+    K_WT,
     K_Z,
 )
 from .config import kernel
@@ -84,7 +85,7 @@ def network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
         if kind == DENSE:
             dense_forward(acts, in_off, n_in, params, spec[l, K_W], spec[l, K_B], n_out,
                           rows, use_blas[l] != 0, work, z_off,
-                          l == 0 and input_rows(spec, use_blas))
+                          l == 0 and input_rows(spec, use_blas), spec[l, K_WT] != 0)
             activation_forward(work[z_off:z_off + size], acts[a_off:a_off + size],
                                spec[l, K_ACT])
         elif kind == BATCHNORM:
@@ -126,7 +127,7 @@ def network_backward(spec, fspec, params, grads, bnbuf, acts, work, rows, use_bl
                                 cur[0:size], spec[l, K_ACT])
             dense_backward(acts, in_off, n_in, params, spec[l, K_W], spec[l, K_B], n_out,
                            rows, use_blas[l] != 0, cur, zero, grads, need_dx, nxt, zero,
-                           l == 0 and input_rows(spec, use_blas))
+                           l == 0 and input_rows(spec, use_blas), spec[l, K_WT] != 0)
         elif kind == BATCHNORM:
             batchnorm_backward(cur, zero, n_out, rows, work, z_off, params, spec[l, K_W],
                                bnbuf, spec[l, K_S], grads, spec[l, K_B], need_dx, nxt, zero)
