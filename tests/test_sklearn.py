@@ -235,14 +235,28 @@ def test_epoch_shuffle_is_sklearns():
     mine, rng = order.copy(), np.random.RandomState(3)
     ref, rng_ref = order.copy(), np.random.RandomState(3)
     for _ in range(3):
-        perm = np.arange(50)
-        rng.shuffle(perm)
-        mine = mine[perm]
+        rng.shuffle(mine)               # what _fit_stochastic does, in place
         ref = sk_shuffle(ref, random_state=rng_ref)
     np.testing.assert_array_equal(mine, ref)
 
 
 # ------------------------------------------------------------- quality (float32)
+
+@pytest.mark.parametrize("y", [
+    np.array([3, 1, 3, 3, 1]),                                   # binary
+    np.array(["b", "a", "c", "a", "c", "b"], dtype=object),     # multiclass, objects
+    np.array([2.0, -1.0, 7.0, 2.0]),                             # multiclass, floats
+    np.array([4, 4, 4]),                                         # one class
+])
+def test_label_indicator_is_label_binarizers(y):
+    from sklearn.preprocessing import LabelBinarizer
+    est = fastnn.MLPClassifier()
+    est._label_binarizer = LabelBinarizer().fit(y)
+    got = est._binarize(y)
+    want = LabelBinarizer().fit(y).transform(y).astype(bool)
+    assert got.dtype == bool and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
 
 def test_digits_accuracy_close_to_sklearn():
     X, y = load_digits(return_X_y=True)
