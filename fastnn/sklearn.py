@@ -122,12 +122,16 @@ from .model import Sequential
 from .model import _sigmoid as _logistic
 from .optimizers import SGD, _AdamSK
 from .threads import PathChooser, single_threaded_blas
-from .trainer import ChunkSpace, _Buffers, _opt_state, run_batches
+from .trainer import (
+    _FLOPS_PER_CALL,
+    _MIN_FLOPS_PER_ROW,
+    ChunkSpace,
+    _Buffers,
+    _opt_state,
+    run_batches,
+)
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
-# one compiled call trains about this many multiply-adds, so Ctrl-C is seen
-# a few times a second even within one long epoch
-_FLOPS_PER_CALL = 3e8
 # rows per block of the L-BFGS full-batch pass and of predictions; the last
 # block of a prediction is padded to a multiple of _ROW_QUANTUM rows
 _BLOCK_ROWS = 512
@@ -437,7 +441,9 @@ class _BaseMLP(BaseEstimator):
         sizes[-1] = n - batch_size * (n_batches - 1)
         losses = np.zeros(n_batches)
         corrects = np.zeros(n_batches)
-        per_batch = 6.0 * net._params.size * batch_size
+        # compiled calls as long as Sequential's (trainer._FLOPS_PER_CALL): Ctrl-C
+        # is seen between them
+        per_batch = max(6.0 * net._params.size, _MIN_FLOPS_PER_ROW) * batch_size
         rows_per_call = max(1, int(_FLOPS_PER_CALL // per_batch)) * batch_size
         l2_fix = 0.5 * self.alpha / sw_mean * (1 - 1 / scale) if scale > 1 else 0.0
         weights = [layer.W for layer in net.layers]
