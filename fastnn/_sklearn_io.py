@@ -71,9 +71,12 @@ def save(est, path):
     opt = net._opt_state
     empty = np.zeros(0, net.dtype)
     arrays = {
-        "params": net._params, "best_params": est._best_params,
-        "opt_s1": empty if opt is None else opt["s1"],
-        "opt_s2": empty if opt is None else opt["s2"],
+        # flat arrays in the public order (every W untransposed, see
+        # Sequential._public_order), whatever the network keeps in memory
+        "params": net._public_order(net._params),
+        "best_params": net._public_order(est._best_params),
+        "opt_s1": empty if opt is None else net._public_order(opt["s1"]),
+        "opt_s2": empty if opt is None else net._public_order(opt["s2"]),
         "opt_t": np.zeros(0, np.int64) if opt is None else opt["t"],
         "classes": _labels(vars(est).get("classes_")),
         "feature_names": (np.asarray(est.feature_names_in_, dtype=str)
@@ -262,9 +265,10 @@ def _build(zf, infos, header):
         net = sk._build_net(units, net_desc["activation"], net_desc["loss"], dtype)
     except (TypeError, ValueError) as e:
         raise _io._Bad(f"invalid network description ({e})") from None
-    net._params[...] = params_
+    net._params[...] = net._flat_order(params_)
     if t.size:
-        net._opt_state = dict(s1=s1.copy(), s2=s2.copy(), t=t.astype(np.int64))
+        net._opt_state = dict(s1=net._flat_order(s1), s2=net._flat_order(s2),
+                              t=t.astype(np.int64))
     for name, value in header["attrs"].items():
         if name in _INT_ATTRS or name in _STR_ATTRS:
             setattr(est, name, value)
@@ -288,6 +292,6 @@ def _build(zf, infos, header):
     est._net = net
     est._net_activation, est._net_loss, est._net_dtype = (
         net_desc["activation"], net_desc["loss"], net_desc["dtype"])
-    est._best_params = best.copy()
+    est._best_params = net._flat_order(best)
     est._point_at(net)
     return est

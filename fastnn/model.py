@@ -28,16 +28,20 @@ from .threads import inference_threads, single_threaded_blas
 BLAS_MIN_WEIGHTS = 64
 BLAS_MIN_MACS = 1000
 
-# A Dense layer with at least TRANSPOSE_MIN_WEIGHTS weights keeps W transposed
-# in the flat buffer, (n_out, n_in) row-major (``layer.W`` is still an
-# (n_in, n_out) view), so its gemm calls run without a transposed weight
-# operand. Measured (scipy's OpenBLAS, one thread, 64-row chunks): the
-# 784x256 layer's forward product 308 -> 269 us and its dW 275 -> 266 us;
-# at 256x128 forward gains what dX loses (52 -> 46, 44 -> 51 us); on small
-# layers (64x100, 50x64) the forward product is slower (13.4 -> 15.4 us).
-# Such layers always use BLAS (the loops read W untransposed). Saved files,
+# The first layer, when it is Dense with at least TRANSPOSE_MIN_WEIGHTS
+# weights, keeps W transposed in the flat buffer, (n_out, n_in) row-major
+# (``layer.W`` is still an (n_in, n_out) view), so its two gemm calls (forward
+# from the row-major input, and dW) run without a transposed weight operand.
+# Measured (scipy's OpenBLAS, one thread, forward + dW, transposed / plain):
+# 784x256 at 64 rows 0.91 (W2's epoch -5%), 784x100 at 100 rows 0.87,
+# 64x1024 0.80, 1024x64 0.96; on small layers it loses (64x100: 1.15). For a
+# hidden layer (forward, dW and dX from feature-major activations) it gains
+# nothing: 0.92 to 1.06, about 1.01 on most shapes, so those stay plain (the
+# kernels take either; TRANSPOSE_FIRST_ONLY is the policy). Transposed layers
+# always use BLAS (the loops read W untransposed). Saved files, pickles,
 # ``get_weights`` and every public view keep the untransposed order.
 TRANSPOSE_MIN_WEIGHTS = 65536
+TRANSPOSE_FIRST_ONLY = True
 
 # Training batches split into row chunks computed in parallel (see _chunks):
 # at most MAX_CHUNKS, each of at least MIN_CHUNK_ROWS rows (gemm stays
@@ -59,9 +63,6 @@ class Sequential:
     "float32" or "float64"; ``seed`` fixes initial weights, shuffling and
     dropout masks (bitwise-reproducible results whatever the thread count).
     """
-
-    # store big layers' W transposed (see TRANSPOSE_MIN_WEIGHTS)
-    _TRANSPOSE_BIG = True
 
     def __init__(self, layers=None, input_dim=None, dtype="float32", seed=None):
         layers = [] if layers is None else layers
@@ -138,7 +139,7 @@ class Sequential:
             spec[l, codes.K_Z] = z_off
             spec[l, codes.K_S] = n_state
             if isinstance(layer, Dense):
-                spec[l, codes.K_WT] = int(self._TRANSPOSE_BIG
+                spec[l, codes.K_WT] = int((l == 0 or not TRANSPOSE_FIRST_ONLY)
                                           and width * out >= TRANSPOSE_MIN_WEIGHTS)
                 act = layer.activation
                 spec[l, codes.K_ACT] = registry.ACTIVATIONS["identity" if act == "softmax" else act]

@@ -185,13 +185,19 @@ class _BaseMLP(BaseEstimator):
     }
 
     # ------------------------------------------------------------ pickling
+    # Pickles hold flat arrays (_best_params, the optimizer state) in the
+    # public order (every W untransposed; see Sequential._public_order), as
+    # files do, whatever the network keeps in memory.
     def __getstate__(self):
         state = dict(super().__getstate__())     # object.__getstate__ gives __dict__ itself
         net = state.pop("_net", None)
         if net is not None:
             self._sync_params()
             if net._opt_state is not None:
-                state["_net_opt_state"] = {k: v.copy() for k, v in net._opt_state.items()}
+                state["_net_opt_state"] = {k: (v.copy() if k == "t" else net._public_order(v))
+                                           for k, v in net._opt_state.items()}
+            if "_best_params" in state:
+                state["_best_params"] = net._public_order(state["_best_params"])
         return state
 
     def __setstate__(self, state):
@@ -203,8 +209,9 @@ class _BaseMLP(BaseEstimator):
             self._net = net
             self._sync_params()
             if opt_state is not None:       # writeable copies (joblib may memory-map)
-                net._opt_state = {k: np.array(v) for k, v in opt_state.items()}
-            self._best_params = np.array(self._best_params)
+                net._opt_state = {k: (np.array(v) if k == "t" else net._flat_order(np.asarray(v)))
+                                  for k, v in opt_state.items()}
+            self._best_params = net._flat_order(np.asarray(self._best_params))
             self._point_at(net)
 
     # --------------------------------------------------------- architecture
@@ -946,18 +953,12 @@ def load(path):
 
 
 # ------------------------------------------------------------------ helpers
-class _EstimatorNet(Sequential):
-    """The estimators' network: every W untransposed in the flat buffer, the
-    order their files, pickles and early-stopping copies hold."""
-    _TRANSPOSE_BIG = False
-
-
 def _build_net(layer_units, activation, loss, dtype):
     """A Sequential with the given layer widths; the optimizer and L2 factor
     are set by each fit."""
     hidden = [Dense(u, activation=activation) for u in layer_units[1:-1]]
-    net = _EstimatorNet(hidden + [Dense(layer_units[-1])], input_dim=layer_units[0],
-                        dtype=dtype, seed=0)
+    net = Sequential(hidden + [Dense(layer_units[-1])], input_dim=layer_units[0],
+                     dtype=dtype, seed=0)
     net.compile(loss=loss, optimizer=SGD(), l2=0.0)
     net._l2_per_row = True            # scikit-learn: alpha / batch rows
     return net

@@ -1,6 +1,7 @@
-"""Big Dense layers keep W transposed in the flat buffer
-(``model.TRANSPOSE_MIN_WEIGHTS``): the public views, files and
-``get_weights`` keep the untransposed order, and the maths is unchanged."""
+"""A big first Dense layer keeps W transposed in the flat buffer
+(``model.TRANSPOSE_MIN_WEIGHTS``); the kernels take it on any layer. The
+public views, files and ``get_weights`` keep the untransposed order, and the
+maths is unchanged."""
 
 import numpy as np
 import pytest
@@ -15,18 +16,22 @@ from tests.test_training import LOSSES, OPTIMIZERS, _build, _run_both, targets
 
 @pytest.fixture
 def transpose_all(monkeypatch):
-    """Every Dense layer stored transposed, whatever its size."""
+    """Every Dense layer stored transposed, whatever its size and place."""
     monkeypatch.setattr(fmodel, "TRANSPOSE_MIN_WEIGHTS", 1)
+    monkeypatch.setattr(fmodel, "TRANSPOSE_FIRST_ONLY", False)
 
 
 def _public(grads, model):
     return model._public_order(grads)
 
 
-def test_only_big_layers_are_transposed_and_views_keep_their_shape():
+def test_only_a_big_first_layer_is_transposed_and_views_keep_their_shape():
     m = fnn.Sequential([fnn.Dense(256, activation="relu"), fnn.Dense(128, activation="relu"),
                         fnn.Dense(10)], input_dim=784, seed=0)
     assert m._spec[:, K_WT].tolist() == [1, 0, 0]       # 200,704 / 32,768 / 1,280 weights
+    big_hidden = fnn.Sequential([fnn.Dense(8), fnn.Dense(300), fnn.Dense(300), fnn.Dense(2)],
+                                input_dim=4, seed=0)
+    assert not big_hidden._spec[:, K_WT].any()         # 90,000 weights, not first
     W = m.layers[0].W
     assert W.shape == (784, 256) and W.flags.f_contiguous and W.flags.writeable
     assert np.shares_memory(W, m._params)
@@ -37,6 +42,7 @@ def test_transposed_model_starts_from_the_same_weights(monkeypatch):
     plain = _build([6, 5], ["tanh", "relu"], "softmax_cross_entropy", 3, "float64", 4)
     plain._build(4)
     monkeypatch.setattr(fmodel, "TRANSPOSE_MIN_WEIGHTS", 1)
+    monkeypatch.setattr(fmodel, "TRANSPOSE_FIRST_ONLY", False)
     tr = _build([6, 5], ["tanh", "relu"], "softmax_cross_entropy", 3, "float64", 4)
     tr._build(4)
     assert tr._spec[:, K_WT].all() and not plain._spec[:, K_WT].any()
@@ -83,6 +89,7 @@ def test_files_hold_the_public_order(tmp_path, monkeypatch):
     X = rng.normal(size=(200, 8)).astype(np.float32)
     y = rng.integers(0, 3, 200)
     monkeypatch.setattr(fmodel, "TRANSPOSE_MIN_WEIGHTS", 1)
+    monkeypatch.setattr(fmodel, "TRANSPOSE_FIRST_ONLY", False)
     m = fnn.Sequential([fnn.Dense(16, activation="relu"), fnn.Dense(3)], input_dim=8, seed=1)
     m.compile(optimizer=fnn.Adam(lr=1e-2))
     m.fit(X, y, batch_size=32, epochs=2, verbose=0)
@@ -103,3 +110,46 @@ def test_files_hold_the_public_order(tmp_path, monkeypatch):
     m.fit(X, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
     np.testing.assert_allclose(plain.get_weights(), m.get_weights(), rtol=1e-4, atol=1e-6)
 
+
+
+@pytest.fixture(scope="module")
+def wide_estimator():
+    """An estimator whose first layer (300 x 256 weights) is stored transposed."""
+    import warnings
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 300)).astype(np.float32)
+    y = (X[:, :5].sum(1) > 0).astype(int) + (X[:, 5] > 1)
+    est = fnn.MLPClassifier(hidden_layer_sizes=(256, 32), max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y)
+    assert est._net._spec[:, K_WT].tolist() == [1, 0, 0]
+    return est, X, y
+
+
+def test_transposed_estimator_predicts_rows_independently(wide_estimator):
+    est, X, _ = wide_estimator
+    full = est.predict_proba(X)
+    assert est.predict_proba(X[:37]).tobytes() == full[:37].tobytes()
+    perm = np.random.default_rng(0).permutation(len(X))
+    assert est.predict_proba(X[perm]).tobytes() == full[perm].tobytes()
+
+
+@pytest.mark.parametrize("how", ["pickle", "file"])
+def test_transposed_estimator_round_trips(wide_estimator, how, tmp_path):
+    import pickle
+    est, X, y = wide_estimator
+    if how == "pickle":
+        again = pickle.loads(pickle.dumps(est))
+    else:
+        est.save(tmp_path / "e.fnn")
+        again = fnn.load(tmp_path / "e.fnn")
+    assert again._net._params.tobytes() == est._net._params.tobytes()
+    assert again._best_params.tobytes() == est._best_params.tobytes()
+    for key in ("s1", "s2"):
+        assert again._net._opt_state[key].tobytes() == est._net._opt_state[key].tobytes()
+    assert again.predict_proba(X).tobytes() == est.predict_proba(X).tobytes()
+    a = pickle.loads(pickle.dumps(est))          # continue both the same way
+    a.partial_fit(X, y)
+    again.partial_fit(X, y)
+    assert again._net._params.tobytes() == a._net._params.tobytes()
