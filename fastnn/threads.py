@@ -94,10 +94,11 @@ class PathChooser:
 
     The pool first. The loop is tried once the pool has SAMPLES timings, then
     after PROBE_EVERY calls and at doubling intervals (up to
-    MAX_PROBE_EVERY) while it loses, at once when
-    the path in use suddenly runs SLOWDOWN times slower than its median, and
-    again at once while a try wins; once both have SAMPLES timings, the lower
-    median time per row decides. Medians, because times on a loaded machine
+    MAX_PROBE_EVERY) while it loses (at once MAX_PROBE_EVERY when a try of
+    the loop loses by SLOWDOWN or more), at once when the path in use suddenly
+    runs SLOWDOWN times slower than its median, and again at once while a try
+    wins; once both have SAMPLES timings, the lower median time per row
+    decides. Medians, because times on a loaded machine
     are bimodal; the first call (compilation or a cache load) is not timed.
     Measured: on the 2-core machine with a busy process on one core, the pool
     made a W4 batch-200 epoch 2-4x slower than one thread; the chooser falls
@@ -154,6 +155,17 @@ class PathChooser:
                 self.best = faster
                 self.interval = self.PROBE_EVERY
                 self.next_probe = self.calls + self.interval
+                return
+        pool = self.samples[True]
+        if (self.best and not parallel and len(pool) == self.SAMPLES
+                and rate >= self.SLOWDOWN * _median(pool)):
+            # a try of the loop lost by SLOWDOWN or more: the loop can only win
+            # after the pool slows down that much, which calls for a try by
+            # itself, so periodic tries go to their longest interval (measured:
+            # on W2, whose calls take 30 ms, the tries at 32, 64, ... calls cost
+            # 3% of a 5-epoch fit)
+            self.interval = self.MAX_PROBE_EVERY
+            self.next_probe = self.calls + self.interval
 
 
 @contextlib.contextmanager
