@@ -122,14 +122,7 @@ from .model import Sequential
 from .model import _sigmoid as _logistic
 from .optimizers import SGD, _AdamSK
 from .threads import PathChooser, single_threaded_blas
-from .trainer import (
-    _FLOPS_PER_CALL,
-    _MIN_FLOPS_PER_ROW,
-    ChunkSpace,
-    _Buffers,
-    _opt_state,
-    run_batches,
-)
+from .trainer import ChunkSpace, _Buffers, _opt_state, rows_per_call, run_batches
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 # rows per block of the L-BFGS full-batch pass and of predictions; the last
@@ -448,10 +441,7 @@ class _BaseMLP(BaseEstimator):
         sizes[-1] = n - batch_size * (n_batches - 1)
         losses = np.zeros(n_batches)
         corrects = np.zeros(n_batches)
-        # compiled calls as long as Sequential's (trainer._FLOPS_PER_CALL): Ctrl-C
-        # is seen between them
-        per_batch = max(6.0 * net._params.size, _MIN_FLOPS_PER_ROW) * batch_size
-        rows_per_call = max(1, int(_FLOPS_PER_CALL // per_batch)) * batch_size
+        per_call = rows_per_call(net._params.size, batch_size)   # Ctrl-C between calls
         l2_fix = 0.5 * self.alpha / sw_mean * (1 - 1 / scale) if scale > 1 else 0.0
         weights = [layer.W for layer in net.layers]
         order = np.arange(n, dtype=np.int64)
@@ -469,8 +459,8 @@ class _BaseMLP(BaseEstimator):
                     hp = opt._hyper(lr)
                     w2_start = _sum_squares(weights) if l2_fix else 0.0
                     done = 0
-                    for start in range(0, n, rows_per_call):
-                        stop = min(n, start + rows_per_call)
+                    for start in range(0, n, per_call):
+                        stop = min(n, start + per_call)
                         want = -(-(stop - start) // batch_size)
                         got = run_batches(net, buf, X, T, sw, order, start, stop,
                                           batch_size, hp, state, net.l2, True, 0,

@@ -49,6 +49,13 @@ _FLOPS_PER_CALL = 3e9
 _MIN_FLOPS_PER_ROW = 10_000
 
 
+def rows_per_call(n_params, batch_size):
+    """Rows one compiled call trains: whole batches of ``batch_size`` rows,
+    about _FLOPS_PER_CALL of work, at least one batch."""
+    per_row = max(6 * n_params, _MIN_FLOPS_PER_ROW)
+    return max(1, int(_FLOPS_PER_CALL // (per_row * batch_size))) * batch_size
+
+
 class History:
     """``history``: dict of per-epoch lists (loss, accuracy, val_loss,
     val_accuracy, lr); ``batch_losses``: every minibatch's loss, in order;
@@ -454,8 +461,7 @@ class _Loop:
             buf = model._buffers = _Buffers(model, batch_size)
         self.buf = buf
         bs = min(batch_size, n)
-        per_row = max(6 * model._params.size, _MIN_FLOPS_PER_ROW)
-        self.rows_per_call = max(1, int(_FLOPS_PER_CALL // (per_row * bs))) * batch_size
+        self.rows_per_call = rows_per_call(model._params.size, bs) // bs * batch_size
         self.n_batches = -(-n // batch_size)
         self.sizes = np.full(self.n_batches, batch_size, np.float64)
         self.sizes[-1] = n - batch_size * (self.n_batches - 1)
