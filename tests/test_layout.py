@@ -21,10 +21,6 @@ def transpose_all(monkeypatch):
     monkeypatch.setattr(fmodel, "TRANSPOSE_FIRST_ONLY", False)
 
 
-def _public(grads, model):
-    return model._public_order(grads)
-
-
 def test_only_a_big_first_layer_is_transposed_and_views_keep_their_shape():
     m = fnn.Sequential([fnn.Dense(256, activation="relu"), fnn.Dense(128, activation="relu"),
                         fnn.Dense(10)], input_dim=784, seed=0)
@@ -63,7 +59,7 @@ def test_transposed_gradients_match_finite_differences(transpose_all, act, loss)
     assert err < 1e-6
     r = to_reference(m, masks)
     assert loss_value == pytest.approx(r.loss_and_grads(X, T), rel=1e-12)
-    np.testing.assert_allclose(_public(g, m), reference_flat_grads(r), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(m._public_order(g), reference_flat_grads(r), rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("make_opt", OPTIMIZERS)

@@ -9,7 +9,13 @@ from .chunked import chunk_step, chunks_parallel, train_chunked, update_block, u
 from .dense import dense_backward, dense_forward
 from .fullbatch import fullbatch_group, fullbatch_loss_grad, groups_parallel
 from .losses import loss_grad, loss_grad_part
-from .network import network_backward, network_forward, predict_rows, train_batches
+from .network import (
+    gather_batch,
+    network_backward,
+    network_forward,
+    predict_rows,
+    train_batches,
+)
 from .norm import batchnorm_backward, batchnorm_forward, dropout_apply, dropout_mask
 from .optimizers import add_l2, batch_l2, flush_subnormal, l2_penalty, optimizer_update
 
@@ -19,4 +25,5 @@ KERNELS = (activation_forward, activation_backward, dense_forward, dense_backwar
            batchnorm_forward, batchnorm_backward, dropout_mask, dropout_apply,
            optimizer_update, add_l2, fullbatch_loss_grad, loss_grad_part, chunk_step,
            update_block, train_chunked, l2_penalty, fullbatch_group, batch_l2,
-           chunks_parallel, updates_parallel, groups_parallel, flush_subnormal)
+           chunks_parallel, updates_parallel, groups_parallel, flush_subnormal,
+           gather_batch)

@@ -34,14 +34,7 @@ import numpy as np
 
 from .config import kernel, parallel_kernel
 from .losses import loss_grad_part
-from .network import (
-    TRAINING,
-    gather_rows,
-    gather_rows_rowmajor,
-    input_rows,
-    network_backward,
-    network_forward,
-)
+from .network import TRAINING, gather_batch, network_backward, network_forward
 from .optimizers import batch_l2, optimizer_update
 from .reduce import ZERO, u64
 
@@ -60,16 +53,8 @@ def chunk_step(c, n_chunks, X, T, sw, order, b0, rows, spec, fspec, use_blas, pa
     acts = acts2[c]
     tbuf = tb2[c]
     wbuf = wb2[c]
-    first = b0 + r0
-    if input_rows(spec, use_blas):
-        gather_rows_rowmajor(X, order, first, cr, acts)
-    else:
-        gather_rows(X, order, first, cr, acts)
-    gather_rows(T, order, first, cr, tbuf)
+    gather_batch(spec, use_blas, X, T, sw, order, b0 + r0, cr, acts, tbuf, wbuf)
     weighted = sw.shape[0] > 0
-    if weighted:
-        for i in range(cr):
-            wbuf[i] = sw[order[u64(first + i)]]
     work = work2[c]
     out_off = network_forward(spec, fspec, params, state, bnbuf, acts, work, cr,
                               TRAINING, use_blas, seed, step, r0, rows)

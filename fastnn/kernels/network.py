@@ -166,6 +166,21 @@ def gather_rows_rowmajor(X, order, b0, rows, out):
 
 
 @kernel
+def gather_batch(spec, use_blas, X, T, sw, order, b0, rows, acts, tbuf, wbuf):
+    """Rows order[b0:b0+rows] of X into the input slot of ``acts`` (in the
+    layout the network reads, see ``input_rows``), of T into ``tbuf`` and,
+    when ``sw`` is not empty, their weights into ``wbuf``."""
+    if input_rows(spec, use_blas):
+        gather_rows_rowmajor(X, order, b0, rows, acts)
+    else:
+        gather_rows(X, order, b0, rows, acts)
+    gather_rows(T, order, b0, rows, tbuf)
+    if sw.shape[0] > 0:
+        for i in range(rows):
+            wbuf[i] = sw[order[u64(b0 + i)]]
+
+
+@kernel
 def gather_block(X, b0, rows, out):
     """out (d, rows) feature-major = X[b0:b0+rows].T for X (n, d)."""
     d = X.shape[1]
@@ -214,18 +229,10 @@ def train_batches(X, T, sw, order, start, stop, batch_size,
     """
     k = T.shape[1]
     weighted = sw.shape[0] > 0
-    x_rows = input_rows(spec, use_blas)
     done = 0
     for b0 in range(start, stop, batch_size):
         rows = min(batch_size, stop - b0)
-        if x_rows:
-            gather_rows_rowmajor(X, order, b0, rows, acts)
-        else:
-            gather_rows(X, order, b0, rows, acts)
-        gather_rows(T, order, b0, rows, tbuf)
-        if weighted:
-            for i in range(rows):
-                wbuf[i] = sw[order[u64(b0 + i)]]
+        gather_batch(spec, use_blas, X, T, sw, order, b0, rows, acts, tbuf, wbuf)
         step = tstep[0] + 1
         out_off = network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
                                   TRAINING, use_blas, seed, step, ZERO, rows)
