@@ -61,18 +61,31 @@ def _as_array(X, argument):
     raise TypeError(f"{argument} must be an array-like, got {type(X).__name__}")
 
 
+# a float dtype's bits as unsigned integers, and its exponent field
+_EXPONENT_BITS = {np.dtype(np.float32): (np.uint32, np.uint32(0x7F800000)),
+                  np.dtype(np.float64): (np.uint64, np.uint64(0x7FF0000000000000))}
+
+
+def _all_finite(Xc):
+    """Whether every entry of the float array Xc is finite, in one pass."""
+    bits = _EXPONENT_BITS.get(Xc.dtype)
+    if bits is not None and Xc.flags.c_contiguous:
+        from .kernels.reduce import exponent_max
+        return exponent_max(Xc.reshape(-1).view(bits[0]), bits[1]) != bits[1]
+    # any other layout or dtype: a NaN or infinity makes the sum non-finite
+    # (an overflowing sum falls back to the elementwise test)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(Xc.sum())) or bool(np.isfinite(Xc).all())
+
+
 def _check_finite(Xc, X, argument, dtype):
     """ValueError naming ``argument`` unless the converted rows Xc are finite
-    (X: the same rows before conversion, to say why). A NaN or infinity
-    anywhere makes the sum non-finite, so a finite sum clears Xc in one pass
-    (an overflowing sum falls back to the elementwise test)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(Xc.sum()):
-            return
-    if not np.isfinite(Xc).all():
-        if X.dtype.kind == "f" and not np.isfinite(X).all():
-            raise ValueError(f"{argument} contains NaN or infinite values")
-        raise ValueError(f"{argument} has values too large for {np.dtype(dtype).name}")
+    (X: the same rows before conversion, to say why)."""
+    if _all_finite(Xc):
+        return
+    if X.dtype.kind == "f" and not np.isfinite(X).all():
+        raise ValueError(f"{argument} contains NaN or infinite values")
+    raise ValueError(f"{argument} has values too large for {np.dtype(dtype).name}")
 
 
 def _check_feature_shape(shape, dtype, argument):
@@ -90,9 +103,9 @@ def as_features(X, dtype, argument="X"):
     _check_feature_shape(X.shape, X.dtype, argument)
     with np.errstate(over="ignore", invalid="ignore"):
         Xc = np.ascontiguousarray(X, dtype=dtype)
-    _check_finite(Xc, X, argument, dtype)
     if not Xc.flags.writeable:      # a read-only array is another Numba type (a compile)
         Xc = Xc.copy()
+    _check_finite(Xc, X, argument, dtype)
     return Xc
 
 

@@ -420,3 +420,24 @@ def test_read_only_inputs_add_no_kernel_signature():
         model.evaluate(X, y)
     for kernel in KERNELS:
         assert not any("readonly" in str(sig) for sig in kernel.signatures), kernel.__name__
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_finite_check_finds_every_non_finite_value(dtype):
+    """The one-pass check of converted features (the float's exponent bits)
+    catches NaN, +inf and -inf at any place, and passes the largest finite
+    values, subnormals and -0.0, in any layout."""
+    from fastnn.data import _all_finite
+    info = np.finfo(dtype)
+    X = np.random.default_rng(0).normal(size=(37, 11)).astype(dtype)
+    X[0, 0], X[3, 4], X[5, 6], X[7, 8] = info.max, -info.max, info.smallest_subnormal, -0.0
+    assert _all_finite(X) and _all_finite(np.asfortranarray(X)) and _all_finite(X[:, ::2])
+    for bad in (NAN, INF, -INF):
+        for i, j in [(0, 0), (36, 10), (18, 5)]:
+            Y = X.copy()
+            Y[i, j] = bad
+            assert not _all_finite(Y)
+            assert not _all_finite(np.asfortranarray(Y)) and not _all_finite(Y[:, ::1].T)
+    # the fallback (not C-contiguous) treats an overflowing sum as finite
+    big = np.full((4, 3), info.max, dtype)
+    assert _all_finite(big) and _all_finite(np.asfortranarray(big)[:, ::2])

@@ -18,6 +18,7 @@ from .network import (
 )
 from .norm import batchnorm_backward, batchnorm_forward, dropout_apply, dropout_mask
 from .optimizers import add_l2, batch_l2, flush_subnormal, l2_penalty, optimizer_update
+from .reduce import exponent_max
 
 # every kernel, for the test that each compiles to at most one signature per dtype
 KERNELS = (activation_forward, activation_backward, dense_forward, dense_backward,
@@ -26,4 +27,4 @@ KERNELS = (activation_forward, activation_backward, dense_forward, dense_backwar
            optimizer_update, add_l2, fullbatch_loss_grad, loss_grad_part, chunk_step,
            update_block, train_chunked, l2_penalty, fullbatch_group, batch_l2,
            chunks_parallel, updates_parallel, groups_parallel, flush_subnormal,
-           gather_batch)
+           gather_batch, exponent_max)
