@@ -122,14 +122,17 @@ class ChunkSpace:
 
 
 def run_batches(model, buf, X, T, sw, order, start, stop, batch_size, hp, state, l2,
-                l2_per_row, seed, losses, corrects, at):
+                l2_per_row, seed, losses, corrects, at, epoch_rows=None):
     """Train on rows order[start:stop] (see ``kernels.network.train_batches``,
     whose result this returns): whole batches, or row chunks in parallel when
-    ``buf`` splits batches (same results whatever the thread count)."""
+    ``buf`` splits batches (same results whatever the thread count).
+    ``order`` holds one epoch's order, or several of ``epoch_rows`` each."""
     m = model
+    if epoch_rows is None:
+        epoch_rows = order.shape[0]
     if buf.n_chunks == 1:
         return train_batches(
-            X, T, sw, order, start, stop, batch_size,
+            X, T, sw, order, start, stop, batch_size, epoch_rows,
             m._spec, m._fspec, m._use_blas, m._params, buf.grads, m._state, buf.bnbuf,
             buf.acts, buf.work, buf.d0, buf.d1, buf.tbuf, buf.wbuf, m._wmask, l2, l2_per_row,
             m._loss_code, m.optimizer.code, hp, state["s1"], state["s2"], state["t"], seed,
@@ -137,9 +140,9 @@ def run_batches(model, buf, X, T, sw, order, start, stop, batch_size, hp, state,
     c = buf.chunks
     with buf.chooser.call(buf.n_chunks, stop - start) as parallel:
         return train_chunked(
-            X, T, sw, order, start, stop, batch_size, buf.n_chunks, buf.chunk_rows, parallel,
-            m._spec, m._fspec, m._use_blas, m._params, m._state, buf.bnbuf,
-            c.acts2, c.work2, c.d02, c.d12, c.tb2, c.wb2, c.grads2, c.closs,
+            X, T, sw, order, start, stop, batch_size, epoch_rows, buf.n_chunks,
+            buf.chunk_rows, parallel, m._spec, m._fspec, m._use_blas, m._params, m._state,
+            buf.bnbuf, c.acts2, c.work2, c.d02, c.d12, c.tb2, c.wb2, c.grads2, c.closs,
             c.ccorr, m._wmask, l2, l2_per_row, m._loss_code,
             m.optimizer.code, hp, state["s1"], state["s2"], state["t"], seed,
             losses, corrects, at)

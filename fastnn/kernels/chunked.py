@@ -105,20 +105,22 @@ def updates_parallel(n_blocks, n_chunks, grads2, params, wmask, l2, opt_code, hp
 
 
 @kernel
-def train_chunked(X, T, sw, order, start, stop, batch_size, n_chunks, chunk_rows, parallel,
-                  spec, fspec, use_blas, params, state, bnbuf,
+def train_chunked(X, T, sw, order, start, stop, batch_size, epoch_rows, n_chunks,
+                  chunk_rows, parallel, spec, fspec, use_blas, params, state, bnbuf,
                   acts2, work2, d02, d12, tb2, wb2, grads2, closs, ccorr,
                   wmask, l2, l2_per_row, loss_code,
                   opt_code, hp, s1, s2, tstep, seed, losses, corrects, loss_at):
-    """``network.train_batches`` (same meaning of the shared arguments and of
-    the result) with each batch of ``rows`` rows split into ``n_chunks``
-    chunks, a smaller last batch into fewer (chunks of at least 32 rows, and
-    never more than the ``chunk_rows`` the workspace holds); ``parallel``
-    runs the passes under prange, else as plain loops (same results)."""
+    """``network.train_batches`` (same meaning of the shared arguments, epochs
+    of ``epoch_rows`` included, and of the result) with each batch of ``rows``
+    rows split into ``n_chunks`` chunks, a smaller last batch into fewer
+    (chunks of at least 32 rows, and never more than the ``chunk_rows`` the
+    workspace holds); ``parallel`` runs the passes under prange, else as plain
+    loops (same results)."""
     n_blocks = -(-params.shape[0] // UPDATE_BLOCK)
     done = 0
-    for b0 in range(start, stop, batch_size):
-        rows = min(batch_size, stop - b0)
+    b0 = start
+    while b0 < stop:
+        rows = min(batch_size, stop - b0, epoch_rows - b0 % epoch_rows)
         nc = min(n_chunks, max(-(-rows // chunk_rows), rows // 32))
         if sw.shape[0] > 0:
             wsum = 0.0
@@ -157,4 +159,5 @@ def train_chunked(X, T, sw, order, start, stop, batch_size, n_chunks, chunk_rows
         losses[u64(loss_at + done)] = loss
         corrects[u64(loss_at + done)] = correct
         done += 1
+        b0 += rows
     return done

@@ -212,12 +212,16 @@ def scatter_block(buf, off, rows, out, b0):
 
 
 @kernel
-def train_batches(X, T, sw, order, start, stop, batch_size,
+def train_batches(X, T, sw, order, start, stop, batch_size, epoch_rows,
                   spec, fspec, use_blas, params, grads, state, bnbuf,
                   acts, work, d0, d1, tbuf, wbuf,
                   wmask, l2, l2_per_row, loss_code,
                   opt_code, hp, s1, s2, tstep, seed, losses, corrects, loss_at):
     """Train on rows order[start:stop] in minibatches of ``batch_size``.
+
+    ``order`` may hold several epochs' row orders end to end, each
+    ``epoch_rows`` long: a batch never spans two of them (each epoch ends
+    with its own smaller batch), so one call can train several epochs.
 
     X (n, in), T (n, k) float targets, sw (n,) row weights or empty; each batch
     is gathered into ``acts`` slot 0 / ``tbuf`` / ``wbuf``, then forward, loss,
@@ -230,8 +234,9 @@ def train_batches(X, T, sw, order, start, stop, batch_size,
     k = T.shape[1]
     weighted = sw.shape[0] > 0
     done = 0
-    for b0 in range(start, stop, batch_size):
-        rows = min(batch_size, stop - b0)
+    b0 = start
+    while b0 < stop:
+        rows = min(batch_size, stop - b0, epoch_rows - b0 % epoch_rows)
         gather_batch(spec, use_blas, X, T, sw, order, b0, rows, acts, tbuf, wbuf)
         step = tstep[0] + 1
         out_off = network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
@@ -250,6 +255,7 @@ def train_batches(X, T, sw, order, start, stop, batch_size,
         losses[u64(loss_at + done)] = loss
         corrects[u64(loss_at + done)] = correct
         done += 1
+        b0 += rows
     return done
 
 
