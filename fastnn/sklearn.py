@@ -11,7 +11,7 @@ methods, warnings and errors. Each estimator builds a ``fastnn.Sequential``
 (Dense layers with the hidden ``activation``, a linear last layer whose output
 activation is fused with the loss) and trains it with the compiled minibatch
 loop (``trainer.run_batches``: whole batches, or row chunks on threads, one
-call per epoch) or, for ``solver="lbfgs"``, with
+call per epoch, or per several epochs of a small data set) or, for ``solver="lbfgs"``, with
 ``scipy.optimize.minimize(method="L-BFGS-B")`` over the compiled full-batch
 loss and gradient (``kernels.fullbatch``, fixed row groups on threads).
 
@@ -439,73 +439,93 @@ class _BaseMLP(BaseEstimator):
         n_batches = -(-n // batch_size)
         sizes = np.full(n_batches, batch_size, np.float64)
         sizes[-1] = n - batch_size * (n_batches - 1)
-        losses = np.zeros(n_batches)
-        corrects = np.zeros(n_batches)
         per_call = rows_per_call(net._params.size, batch_size)   # Ctrl-C between calls
         l2_fix = 0.5 * self.alpha / sw_mean * (1 - 1 / scale) if scale > 1 else 0.0
+        # Several epochs per compiled call where nothing runs between epochs but
+        # the bookkeeping below, which is then done after the call: the rate is
+        # constant, and a group ends where the stopping rule could first fire.
+        grouped = not (early_stopping or self.verbose or incremental or l2_fix
+                       or (self.solver == "sgd" and self.learning_rate == "invscaling"))
+        max_group = max(1, min(self.max_iter, per_call // n)) if grouped else 1
+        losses = np.zeros(max_group * n_batches)
+        corrects = np.zeros_like(losses)
         weights = [layer.W for layer in net.layers]
         order = np.arange(n, dtype=np.int64)
+        orders = np.tile(order, max_group) if max_group > 1 else order
         net._use_blas = net._blas_layers(buf.chunk_rows)
         self.n_iter_ = 0
         with single_threaded_blas():
             try:
-                for _ in range(self.max_iter):
-                    if self.shuffle:
+                stopped = False
+                while not stopped and self.n_iter_ < self.max_iter:
+                    group = max(1, min(max_group, self.max_iter - self.n_iter_,
+                                       self.n_iter_no_change + 1 - self._no_improvement_count))
+                    if buf.chooser.probing():
+                        group = 1       # a try of the slower path costs one epoch, not many
+                    for e in range(group if self.shuffle else 0):
                         # the permutation of scikit-learn's
                         # sklearn.utils.shuffle(order, random_state=rng): the
                         # same swaps, drawn by position, made in place
                         rng.shuffle(order)
+                        if orders is not order:
+                            orders[e * n:(e + 1) * n] = order
                     lr = self._optimizer_lr * (scale if self.solver == "sgd" else 1)
                     hp = opt._hyper(lr)
                     w2_start = _sum_squares(weights) if l2_fix else 0.0
                     done = 0
-                    for start in range(0, n, per_call):
-                        stop = min(n, start + per_call)
-                        want = -(-(stop - start) // batch_size)
-                        got = run_batches(net, buf, X, T, sw, order, start, stop,
+                    for start in range(0, group * n, per_call):
+                        # a group of epochs is one call; one epoch may be several
+                        stop = min(group * n, start + per_call)
+                        want = (group * n_batches if group > 1
+                                else -(-(stop - start) // batch_size))
+                        got = run_batches(net, buf, X, T, sw, orders, start, stop,
                                           batch_size, hp, state, net.l2, True, 0,
-                                          losses, corrects, done)
+                                          losses, corrects, done, n)
                         done += got
                         if got < want:
                             raise ValueError(_NONFINITE)
-                    self.n_iter_ += 1
-                    loss = float(losses @ sizes) / n
-                    if l2_fix:
-                        w2 = 0.5 * (w2_start + _sum_squares(weights))
-                        loss += l2_fix * w2 * n_batches / n
-                    self.loss_ = loss
-                    self.t_ += n
-                    self.loss_curve_.append(loss)
-                    if self.verbose:
-                        print("Iteration %d, loss = %.8f" % (self.n_iter_, loss))
-                    if early_stopping:
-                        score = self._validation_score(X_val, y_val, sw_val)
-                    self._update_no_improvement_count(early_stopping,
-                                                      score if early_stopping else None)
-                    if self.solver == "sgd" and self.learning_rate == "invscaling":
-                        self._optimizer_lr = (float(self.learning_rate_init)
-                                              / (self.t_ + 1) ** self.power_t)
-                    if self._no_improvement_count > self.n_iter_no_change:
-                        if early_stopping:
-                            msg = ("Validation score did not improve more than tol=%f for %d "
-                                   "consecutive epochs." % (self.tol, self.n_iter_no_change))
-                        else:
-                            msg = ("Training loss did not improve more than tol=%f for %d "
-                                   "consecutive epochs." % (self.tol, self.n_iter_no_change))
-                        if self._trigger_stopping(msg):
+                    for e in range(group):
+                        loss = float(losses[e * n_batches:(e + 1) * n_batches] @ sizes) / n
+                        if l2_fix:
+                            w2 = 0.5 * (w2_start + _sum_squares(weights))
+                            loss += l2_fix * w2 * n_batches / n
+                        stopped = self._end_epoch(loss, n, (X_val, y_val, sw_val)
+                                                  if early_stopping else None)
+                        if stopped or incremental:
+                            stopped = True
                             break
-                        self._no_improvement_count = 0
-                    if incremental:
-                        break
-                    if self.n_iter_ == self.max_iter:
-                        warnings.warn(
-                            "Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                            "optimization hasn't converged yet." % self.max_iter,
-                            ConvergenceWarning, stacklevel=3)
+                        if self.n_iter_ == self.max_iter:
+                            warnings.warn(
+                                "Stochastic Optimizer: Maximum iterations (%d) reached and "
+                                "the optimization hasn't converged yet." % self.max_iter,
+                                ConvergenceWarning, stacklevel=3)
             except KeyboardInterrupt:
                 warnings.warn("Training interrupted by user.", stacklevel=3)
         if early_stopping:
             net._params[...] = self._best_params
+
+    def _end_epoch(self, loss, n, validation):
+        """scikit-learn's bookkeeping after an epoch of ``n`` rows whose mean
+        loss is ``loss``; ``validation`` (X, y, sample_weight) with early
+        stopping. Returns whether to stop."""
+        self.n_iter_ += 1
+        self.loss_ = loss
+        self.t_ += n
+        self.loss_curve_.append(loss)
+        if self.verbose:
+            print("Iteration %d, loss = %.8f" % (self.n_iter_, loss))
+        score = None if validation is None else self._validation_score(*validation)
+        self._update_no_improvement_count(validation is not None, score)
+        if self.solver == "sgd" and self.learning_rate == "invscaling":
+            self._optimizer_lr = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+        if self._no_improvement_count > self.n_iter_no_change:
+            what = "Validation score" if validation is not None else "Training loss"
+            if self._trigger_stopping("%s did not improve more than tol=%f for %d "
+                                      "consecutive epochs." % (what, self.tol,
+                                                               self.n_iter_no_change)):
+                return True
+            self._no_improvement_count = 0
+        return False
 
     def _trigger_stopping(self, msg):
         """scikit-learn's optimizer rule: stop, except that sgd with an

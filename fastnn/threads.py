@@ -117,6 +117,11 @@ class PathChooser:
         self.interval = self.PROBE_EVERY // 2
         self.next_probe = 2 + self.SAMPLES       # after the untimed call and SAMPLES timed
 
+    def probing(self):
+        """Whether the next call tries the path that is not the best (callers
+        that can size their calls keep such a call short)."""
+        return self.calls + 1 >= self.next_probe
+
     def choose(self):
         """True: run this call on the pool; False: in a plain loop."""
         self.calls += 1

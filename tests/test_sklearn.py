@@ -116,6 +116,52 @@ def test_classifier_follows_sklearn(blobs, params):
     np.testing.assert_allclose(f.predict_proba(X), s.predict_proba(X), rtol=1e-8, atol=1e-12)
 
 
+GROUPED = [
+    dict(tol=0.01, n_iter_no_change=3),                       # stops on the loss
+    dict(solver="sgd", learning_rate="adaptive", learning_rate_init=0.2, tol=0.05,
+         n_iter_no_change=2),                                  # rate / 5 until <= 1e-6
+    dict(solver="sgd", momentum=0.5, shuffle=False),           # runs to max_iter
+    dict(dtype="float32", n_iter_no_change=4),
+    dict(batch_size=200),                      # 200-row batches in 2 chunks, then 40 rows
+]
+
+
+@pytest.mark.parametrize("params", GROUPED)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_epochs_grouped_in_one_call_match_one_call_per_batch(blobs, monkeypatch, params,
+                                                             weighted):
+    """On small data several epochs run in one compiled call, their
+    bookkeeping (loss curve, stopping, rate changes) done after it: the same
+    bits as one call per batch, the same draws from the random state."""
+    X, y = blobs
+    sw = np.linspace(0.5, 2.0, X.shape[0]) if weighted else None
+    kw = dict(dict(dtype="float64", max_iter=60, batch_size=64), **params)
+
+    def fit(one_batch_per_call):
+        if one_batch_per_call:
+            monkeypatch.setattr(fsk, "rows_per_call", lambda n_params, batch_size: batch_size)
+        calls = []
+        real = fsk.run_batches
+        monkeypatch.setattr(fsk, "run_batches",
+                            lambda *a: calls.append(1) or real(*a))
+        rng = np.random.RandomState(3)
+        clf = _fit_quiet(fastnn.MLPClassifier(random_state=rng, **kw), X, y, sample_weight=sw)
+        clf.set_params(warm_start=True, n_iter_no_change=1)    # a count above the new limit
+        _fit_quiet(clf, X, y, sample_weight=sw)
+        return clf, rng.randint(2**31), len(calls)
+
+    grouped, draw_g, calls_g = fit(False)
+    single, draw_s, calls_s = fit(True)
+    assert calls_g < calls_s
+    assert draw_g == draw_s
+    assert grouped.n_iter_ == single.n_iter_ and grouped.t_ == single.t_
+    assert grouped.loss_curve_ == single.loss_curve_
+    assert grouped.best_loss_ == single.best_loss_
+    assert grouped._no_improvement_count == single._no_improvement_count
+    for a, b in zip(grouped.coefs_ + grouped.intercepts_, single.coefs_ + single.intercepts_):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("kind", ["binary", "multilabel"])
 def test_logistic_outputs_follow_sklearn(blobs, kind):
     X, y = blobs
@@ -422,19 +468,20 @@ def test_failed_fit_leaves_the_estimator_unchanged(blobs):
 
 def test_keyboard_interrupt_ends_fit_with_a_usable_model(blobs, monkeypatch):
     X, y = blobs
-    calls = []
+    epochs = []          # epochs trained by each compiled call (several on small data)
     real = fsk.run_batches
 
     def interrupted(*args):
-        calls.append(1)
-        if len(calls) == 3:
+        if len(epochs) == 2:
             raise KeyboardInterrupt
+        start, stop, epoch_rows = args[6], args[7], args[-1]
+        epochs.append((stop - start) // epoch_rows)
         return real(*args)
 
     monkeypatch.setattr(fsk, "run_batches", interrupted)
     with pytest.warns(UserWarning, match="Training interrupted by user"):
         clf = fastnn.MLPClassifier(max_iter=50, random_state=0).fit(X, y)
-    assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2
+    assert clf.n_iter_ == len(clf.loss_curve_) == sum(epochs) >= 2
     assert clf.predict(X).shape == y.shape
 
 
