@@ -3,7 +3,10 @@ callbacks, progress, History, Ctrl-C and divergence. Python runs once per epoch
 or per large slice of it; the minibatches themselves run inside one compiled
 call (``kernels.network.train_batches``, or ``kernels.chunked.train_chunked``
 when the model splits its batches into row chunks run in parallel; see
-``run_batches``).
+``run_batches``). Small data sets, whose epochs are shorter than a call's
+share of work, train several epochs per call where nothing runs between
+epochs but their logs (no callbacks, validation, schedule or progress
+output; ``_epoch_group``): the same bits and logs as one epoch at a time.
 
 Safe points. A compiled slice always applies whole minibatch updates, so the
 model is consistent between slices:
@@ -17,7 +20,8 @@ model is consistent between slices:
   stops with a ``RuntimeWarning`` (and ``stop_reason``) and the model holds the
   last finite weights; BatchNorm running statistics are rebuilt to match them
   by replaying the epoch's finished batches from a snapshot (bitwise the same
-  updates).
+  updates). A group of epochs that diverges goes back to its start and runs
+  again one epoch at a time, which stops at the same batch.
 """
 
 import copy
@@ -360,11 +364,21 @@ def _run(model, loop, epochs, lr_schedule, shuffle, val, verbose, cbs, advance):
     history = History()
     progress = _progress(verbose, loop.n, epochs)
     cbs.on_train_begin(model)
+    # several epochs per compiled call where nothing runs between epochs but
+    # their logs: no callbacks, validation, schedule or progress output
+    group = (loop.rows_per_call // loop.n if type(loop) is _Loop and advance and val is None
+             and lr_schedule is None and verbose == 0 and not cbs.callbacks else 1)
     with _InterruptGuard() as interrupt, limit_blas(loop.threads):
         try:
-            for _ in range(epochs):
-                reason = _one_epoch(model, loop, history, lr_schedule, shuffle, val,
-                                    progress, interrupt, cbs, advance)
+            left = epochs
+            while left > 0:
+                if min(left, group) > 1:
+                    reason, ran = _epoch_group(model, loop, history, min(left, group),
+                                               shuffle, interrupt, cbs)
+                else:
+                    reason, ran = _one_epoch(model, loop, history, lr_schedule, shuffle, val,
+                                             progress, interrupt, cbs, advance), 1
+                left -= ran
                 if reason is not None:
                     history.stop_reason = reason
                     break
@@ -450,6 +464,45 @@ def _one_epoch(model, loop, history, lr_schedule, shuffle, val, progress, interr
     return None
 
 
+def _epoch_group(model, loop, history, g, shuffle, interrupt, cbs):
+    """Train ``g`` epochs in one compiled call: the same bits, logs and draws
+    from the model's RNG as ``g`` calls of ``_one_epoch`` with no callbacks,
+    validation, schedule or progress output (``_run`` checks). Returns (stop
+    reason or None, epochs run). A loss that is not finite sends the group
+    back to its start (weights, optimizer and RNG) and through ``_one_epoch``,
+    one epoch at a time, the path that handles it."""
+    epoch0 = model._epoch
+    lr = _scheduled_lr(None, epoch0, model.optimizer.lr)
+    rng = model._shuffle_rng.bit_generator
+    drawn_from = rng.state
+    orders = np.concatenate([loop.plan(shuffle) for _ in range(g)])
+    try:
+        done, losses, corrects = loop.epochs(orders, g, lr)
+    except KeyboardInterrupt:
+        rng.state = drawn_from
+        raise
+    nb, n = loop.n_batches, loop.n
+    if done < g * nb:
+        loop.restore()
+        rng.state = drawn_from
+        for e in range(g):
+            reason = _one_epoch(model, loop, history, None, shuffle, None, _NoProgress(),
+                                interrupt, cbs)
+            if reason is not None:
+                return reason, e + 1
+        return None, g
+    for e in range(g):
+        logs = {"loss": float(losses[e * nb:(e + 1) * nb] @ loop.sizes / n)}
+        if model.is_classifier:
+            logs["accuracy"] = float(corrects[e * nb:(e + 1) * nb].sum() / n)
+        logs["lr"] = lr
+        model._epoch += 1
+        history._append(epoch0 + e, logs)
+    if interrupt.requested:
+        return loop.interrupted(model, len(history.epoch)), g
+    return None, g
+
+
 class _Loop:
     """The compiled slices of one fit call: buffers, slice size, losses so far."""
 
@@ -481,19 +534,57 @@ class _Loop:
     def close(self):
         pass
 
-    def _call(self, order, start, stop, hp, losses, corrects, at):
+    def _call(self, order, start, stop, hp, losses, corrects, at, epoch_rows=None):
         m = self.model
         return run_batches(m, self.buf, self.X, self.T, self.sw, order, start, stop,
                            self.batch_size, hp, self.state, m.l2, m._l2_per_row, m.seed,
-                           losses, corrects, at)
+                           losses, corrects, at, epoch_rows)
+
+    def _start(self):
+        """Snapshot the state the coming epoch(s) start from (see ``restore``)."""
+        m = self.model
+        self._snapshot = (m._params.copy(), m._state.copy(), self.state["s1"].copy(),
+                          self.state["s2"].copy(), self.state["t"].copy())
+        self._t_epoch = int(self.state["t"][0])
+
+    def restore(self):
+        """Back to the state of the last ``_start``."""
+        m = self.model
+        params, bn, s1, s2, t = self._snapshot
+        m._params[...] = params
+        m._state[...] = bn
+        self.state["s1"][...] = s1
+        self.state["s2"][...] = s2
+        self.state["t"][...] = t
+
+    def epochs(self, orders, g, lr):
+        """Train ``g`` whole epochs, ``orders`` their row orders end to end, in
+        one compiled call (``rows_per_call`` holds them all). Returns (batches
+        done, losses, corrects): fewer batches than the epochs have means a
+        loss was not finite. A KeyboardInterrupt (raised only where no SIGINT
+        handler could be installed) undoes the whole group: the model is left
+        at the end of the last epoch logged."""
+        m = self.model
+        self._start()
+        nb = self.n_batches
+        losses = np.zeros(g * nb)
+        corrects = np.zeros(g * nb)
+        try:
+            done = self._call(orders, 0, g * self.n, m.optimizer._hyper(lr), losses, corrects,
+                              0, self.n)
+        except KeyboardInterrupt:
+            self.restore()
+            self._losses.append(losses[:0])
+            raise
+        if done == g * nb:
+            self._losses.extend(losses[e * nb:(e + 1) * nb] for e in range(g))
+        return done, losses, corrects
 
     def epoch(self, order, lr, progress, interrupt):
         """Run the epoch's batches in slices. Returns (batches applied, losses,
         corrects, diverged); stops early on divergence or a Ctrl-C request."""
         m = self.model
-        self._snapshot = (m._params.copy(), m._state.copy(), self.state["s1"].copy(),
-                          self.state["s2"].copy(), self.state["t"].copy())
-        self._t_epoch = int(self.state["t"][0])
+        self._start()
         hp = m.optimizer._hyper(lr)
         losses = np.zeros(self.n_batches)
         corrects = np.zeros(self.n_batches)
@@ -543,12 +634,7 @@ class _Loop:
         """Restore the epoch-start snapshot and re-apply its first ``done``
         batches: the same updates, bitwise (same order, steps and seed)."""
         m = self.model
-        params, bn, s1, s2, t = self._snapshot
-        m._params[...] = params
-        m._state[...] = bn
-        self.state["s1"][...] = s1
-        self.state["s2"][...] = s2
-        self.state["t"][...] = t
+        self.restore()
         if done:
             scratch = np.zeros(done)
             self._call(order, 0, min(self.n, done * self.batch_size),
