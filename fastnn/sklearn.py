@@ -436,6 +436,7 @@ class _BaseMLP(BaseEstimator):
         net.l2 = float(self.alpha) / (sw_mean * scale)
         state = _opt_state(net)
         buf = _Buffers(net, batch_size)
+        buf.chooser.begin()
         n_batches = -(-n // batch_size)
         sizes = np.full(n_batches, batch_size, np.float64)
         sizes[-1] = n - batch_size * (n_batches - 1)
@@ -608,6 +609,7 @@ class _BaseMLP(BaseEstimator):
         params, grads = net._params, np.zeros_like(net._params)
 
         chooser = PathChooser()
+        chooser.begin()
 
         def objective(x):
             params[...] = x

@@ -103,12 +103,23 @@ class PathChooser:
     Measured: on the 2-core machine with a busy process on one core, the pool
     made a W4 batch-200 epoch 2-4x slower than one thread; the chooser falls
     back to the loop there by itself; on a quiet machine the tries cost one
-    call early, then one in hundreds."""
+    call early, then one in hundreds.
+
+    Other libraries' idle threads keep spinning for a while after their last
+    parallel call (OpenBLAS's about 0.1 s) and take a core meanwhile:
+    measured, right after three 2-thread NumPy products the pool took 21 ms
+    where the loop took 11 ms, and 7 ms against 11 ms 0.1 s later; a model
+    fitted after such products was left on the loop, and its next fits
+    stayed there (400 ms an epoch against 215 ms). So timings from the first
+    SETTLE_S seconds of a fit (``begin``) count only until later ones come:
+    if they left the loop in use, it is timed again from scratch after them,
+    the pool tried next."""
 
     SAMPLES = 3
     PROBE_EVERY = 32
     MAX_PROBE_EVERY = 1024
     SLOWDOWN = 1.5
+    SETTLE_S = 0.15
 
     def __init__(self):
         self.samples = {True: [], False: []}
@@ -116,6 +127,25 @@ class PathChooser:
         self.best = True
         self.interval = self.PROBE_EVERY // 2
         self.next_probe = 2 + self.SAMPLES       # after the untimed call and SAMPLES timed
+        self.settle_end = 0.0
+        self.unsettled = False                   # timings from before settle_end
+
+    def begin(self):
+        """A fit starts (see the class notes on SETTLE_S)."""
+        self.settle_end = time.perf_counter() + self.SETTLE_S
+        self.unsettled = False
+
+    def _settle(self, started):
+        """Timings of calls started before settle_end are provisional: at the
+        first call after it, a loop they chose is timed again from scratch."""
+        if started < self.settle_end:
+            self.unsettled = True
+        elif self.unsettled:
+            self.unsettled = False
+            if not self.best:
+                self.samples = {True: [], False: []}
+                self.interval = self.PROBE_EVERY // 2
+                self.next_probe = self.calls + 1 + self.SAMPLES
 
     def probing(self):
         """Whether the next call tries the path that is not the best (callers
@@ -144,6 +174,7 @@ class PathChooser:
         """The call just made took ``seconds`` for ``rows`` rows."""
         if self.calls <= 1:
             return
+        self._settle(time.perf_counter() - seconds)
         rate = seconds / max(rows, 1)
         mine = self.samples[self.best]
         if parallel == self.best:

@@ -516,6 +516,7 @@ class _Loop:
                 or buf.acts.dtype != model.dtype:
             buf = model._buffers = _Buffers(model, batch_size)
         self.buf = buf
+        buf.chooser.begin()
         bs = min(batch_size, n)
         self.rows_per_call = rows_per_call(model._params.size, bs) // bs * batch_size
         self.n_batches = -(-n // batch_size)
