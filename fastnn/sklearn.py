@@ -11,9 +11,10 @@ methods, warnings and errors. Each estimator builds a ``fastnn.Sequential``
 (Dense layers with the hidden ``activation``, a linear last layer whose output
 activation is fused with the loss) and trains it with the compiled minibatch
 loop (``trainer.run_batches``: whole batches, or row chunks on threads, one
-call per epoch, or per several epochs of a small data set) or, for ``solver="lbfgs"``, with
-``scipy.optimize.minimize(method="L-BFGS-B")`` over the compiled full-batch
-loss and gradient (``kernels.fullbatch``, fixed row groups on threads).
+call per epoch, or per several epochs of a small data set) or, for
+``solver="lbfgs"``, with ``scipy.optimize.minimize(method="L-BFGS-B")`` over
+the compiled full-batch loss and gradient (``kernels.fullbatch``, fixed row
+groups on threads).
 
 scikit-learn's semantics, kept so that results are comparable:
 
