@@ -436,7 +436,6 @@ def _one_epoch(model, loop, history, lr_schedule, shuffle, val, progress, interr
     ``advance=False`` (partial_fit): the pass does not count as an epoch."""
     epoch = model._epoch
     lr = _scheduled_lr(lr_schedule, epoch, model.optimizer.lr)
-    n = loop.n
     order = loop.plan(shuffle)
     progress.start(epoch)
     t0 = time.perf_counter()
@@ -446,9 +445,7 @@ def _one_epoch(model, loop, history, lr_schedule, shuffle, val, progress, interr
                              losses[done] if done < len(losses) else float("nan"))
     if done < loop.n_batches:
         return loop.interrupted(model, len(history.epoch), done)
-    logs = {"loss": float(losses @ loop.sizes / n)}
-    if model.is_classifier:
-        logs["accuracy"] = float(corrects.sum() / n)
+    logs = _train_logs(model, loop, losses, corrects)
     if val is not None:
         logs.update(val(model))
     logs["lr"] = lr
@@ -462,6 +459,14 @@ def _one_epoch(model, loop, history, lr_schedule, shuffle, val, progress, interr
     if interrupt.requested:
         return loop.interrupted(model, len(history.epoch))
     return None
+
+
+def _train_logs(model, loop, losses, corrects):
+    """An epoch's training logs from its batches' losses and correct counts."""
+    logs = {"loss": float(losses @ loop.sizes / loop.n)}
+    if model.is_classifier:
+        logs["accuracy"] = float(corrects.sum() / loop.n)
+    return logs
 
 
 def _epoch_group(model, loop, history, g, shuffle, interrupt, cbs):
@@ -481,7 +486,7 @@ def _epoch_group(model, loop, history, g, shuffle, interrupt, cbs):
     except KeyboardInterrupt:
         rng.state = drawn_from
         raise
-    nb, n = loop.n_batches, loop.n
+    nb = loop.n_batches
     if done < g * nb:
         loop.restore()
         rng.state = drawn_from
@@ -492,9 +497,8 @@ def _epoch_group(model, loop, history, g, shuffle, interrupt, cbs):
                 return reason, e + 1
         return None, g
     for e in range(g):
-        logs = {"loss": float(losses[e * nb:(e + 1) * nb] @ loop.sizes / n)}
-        if model.is_classifier:
-            logs["accuracy"] = float(corrects[e * nb:(e + 1) * nb].sum() / n)
+        logs = _train_logs(model, loop, losses[e * nb:(e + 1) * nb],
+                           corrects[e * nb:(e + 1) * nb])
         logs["lr"] = lr
         model._epoch += 1
         history._append(epoch0 + e, logs)
