@@ -420,11 +420,11 @@ class StreamLoop(_Loop):
 
 
 # ------------------------------------------------------------------ inference
-def _chunk_rows(model, d, budget):
+def _chunk_rows(model, d, budget, extra_row_bytes=0):
     """Rows per inference chunk: a multiple of the predict block (so each row
-    is computed exactly as in memory), two input chunks and the outputs
-    within the budget."""
-    row_bytes = model.dtype.itemsize * (2 * d + 4 * model.n_outputs) + 16
+    is computed exactly as in memory), two input chunks, the outputs and the
+    caller's ``extra_row_bytes`` within the budget."""
+    row_bytes = model.dtype.itemsize * (2 * d + 4 * model.n_outputs) + 16 + extra_row_bytes
     return max(1, int(budget // row_bytes) // PREDICT_BLOCK) * PREDICT_BLOCK
 
 
@@ -439,17 +439,18 @@ def _source_for(model, X):
     return src
 
 
-def outputs(model, src, memory_budget=None):
+def outputs(model, src, memory_budget=None, extra_row_bytes=0):
     """Yield (start, stop, Z) over the rows of feature source ``src``: Z the
     last layer's raw outputs (rows, k) of that chunk, computed with the same
     compiled calls (block size, BLAS choice, block boundaries) as
     ``model._raw_outputs``, on as many threads as it would use for a chunk.
     The next chunk is read and converted in a background thread meanwhile;
-    Z is reused from chunk to chunk."""
+    Z is reused from chunk to chunk. ``extra_row_bytes``: what the caller
+    holds per row of a chunk, counted in the budget too."""
     n, d = src.shape
     budget = data.check_memory_budget(memory_budget)
     block = min(PREDICT_BLOCK, max(n, 1))
-    chunk = min(n, _chunk_rows(model, d, budget))
+    chunk = min(n, _chunk_rows(model, d, budget, extra_row_bytes))
     use_blas = model._blas_layers(block)
     threads = inference_threads(-(-chunk // block))
     spaces = [model._workspace(block) + (np.empty_like(model._state),) for _ in range(threads)]
@@ -516,7 +517,9 @@ def evaluate(model, src, ysrc, swsrc, memory_budget=None):
     """{"loss" (l2 term included), "accuracy" (classification)} over row
     sources: each chunk's weighted mean loss, combined by weight."""
     total = weight = correct = 0.0
-    for a, b, Zc in outputs(model, src, memory_budget):
+    # per row: the labels read and encoded, the loss kernel's copies and scratch
+    held = model.dtype.itemsize * (4 * model.n_outputs + 9) + 32
+    for a, b, Zc in outputs(model, src, memory_budget, held):
         T, _, _ = model._encode_targets(ysrc.read(a, b), b - a, fitting=False)
         sw = (np.zeros(0, model.dtype) if swsrc is None
               else data.weights_block(swsrc.read(a, b), model.dtype, swsrc.argument))

@@ -281,6 +281,33 @@ def test_bounded_memory_and_exact_predictions_on_a_large_file(tmp_path, visits):
     assert np.array_equal(streamed, model.predict(X))
 
 
+def test_default_budget_never_reads_a_modest_file_whole(tmp_path):
+    """With no memory_budget given, a 60 MB float64 file is streamed, not read
+    whole: the peak of fit, predict and evaluate (tracemalloc: every NumPy
+    allocation) stays within the budget plus the per-row results, under a
+    third of the file."""
+    import tracemalloc
+    n, d = 300_000, 25
+    X, y = blobs(n, d=d, k=3, seed=5)
+    Xm = on_disk(tmp_path, "X", X.astype(np.float64))
+    ym = on_disk(tmp_path, "y", y.astype(np.int8))
+    size = Xm.nbytes
+    assert size > 3 * fdata.DEFAULT_MEMORY_BUDGET
+    model = net(d=d)
+    model.fit(Xm[:2000], ym[:2000], batch_size=256)            # compile outside the count
+    for call in (lambda: model.fit(Xm, ym, batch_size=256),
+                 lambda: model.predict(Xm),
+                 lambda: model.evaluate(Xm, ym)):
+        tracemalloc.start()
+        try:
+            call()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < size / 3, (peak, size)
+        assert peak < fdata.DEFAULT_MEMORY_BUDGET + 16 * n, peak      # + per-row results
+
+
 def test_streamed_training_is_reproducible_and_resumes_after_save(tmp_path):
     X, y = blobs(3000)
     Xm = on_disk(tmp_path, "X", X)
