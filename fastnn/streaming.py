@@ -12,7 +12,8 @@ Training (``StreamLoop``):
   counts the classes for ``class_weight="balanced"``. Targets are a small
   fraction of the data; the features are checked block by block as they are
   read, and a bad value met during training rolls the model back to where it
-  was before the call (``Rollback``), so a failed fit still changes nothing.
+  was before the call (``trainer.Rollback``), so a failed fit still changes
+  nothing.
 * Two window buffers: a background thread (one worker) reads the next window's
   blocks, converts them to the model's dtype, encodes their targets and
   weights, while the compiled kernel (which releases the GIL) trains on the
@@ -244,37 +245,6 @@ def _stream_validator(xsrc, ysrc, swsrc, budget):
         logs = evaluate(model, xsrc, ysrc, swsrc, budget)
         return {f"val_{key}": value for key, value in logs.items()}
     return validate
-
-
-class Rollback:
-    """Everything a fit may change in a model, to put back if a streamed fit
-    fails part-way (bad values are only met as the blocks are read)."""
-
-    def __init__(self, model):
-        self.model = model
-        self.attrs = dict(model.__dict__)
-        self.optimizer = dict(model.optimizer.__dict__)
-        self.layers = [(layer, dict(layer.__dict__)) for layer in model.layers]
-        arrays = []
-        if model._built:
-            arrays += [model._params, model._state]
-            if model._opt_state is not None:
-                arrays += [model._opt_state[key] for key in ("s1", "s2", "t")]
-        self.arrays = [(a, a.copy()) for a in arrays]
-        self.rng = copy.deepcopy(model._shuffle_rng.bit_generator.state)
-
-    def restore(self):
-        m = self.model
-        for a, saved in self.arrays:
-            a[...] = saved
-        m.__dict__.clear()
-        m.__dict__.update(self.attrs)
-        m.optimizer.__dict__.clear()
-        m.optimizer.__dict__.update(self.optimizer)
-        for layer, attrs in self.layers:
-            layer.__dict__.clear()
-            layer.__dict__.update(attrs)
-        m._shuffle_rng.bit_generator.state = self.rng
 
 
 # ------------------------------------------------------------------ fit: reading

@@ -222,23 +222,22 @@ def _validation_data(model, validation_data, n_features, classes, y_ndim):
     return _validator(Xv, Tv, swv)
 
 
-def _check_schedule(lr_schedule, first_epoch, epochs, lr0):
-    """Every learning rate this fit will use (with the current lr) is finite and
-    not negative; else ValueError naming lr_schedule, before training starts."""
-    if lr_schedule is None:
-        return
-    for epoch in range(first_epoch, first_epoch + epochs):
-        try:
-            _scheduled_lr(lr_schedule, epoch, lr0)
-        except (TypeError, ValueError) as e:
-            msg = str(e) if str(e).startswith("lr_schedule") else f"lr_schedule failed: {e}"
-            raise type(e)(msg) from None
-
-
 def _scheduled_lr(lr_schedule, epoch, lr0):
-    """The epoch's learning rate. A schedule may reach 0 (CosineDecay does, at
-    its default min_lr, once ``epoch >= epochs``): updates are then zero."""
-    lr = lr0 if lr_schedule is None else lr_schedule(epoch, lr0)
+    """The epoch's learning rate, ``lr_schedule(epoch, lr0)`` asked once at the
+    epoch's start (lr0 is the optimizer's rate then, which a callback such as
+    ReduceLROnPlateau may have lowered), or lr0. A schedule may reach 0
+    (CosineDecay does, at its default min_lr, once ``epoch >= epochs``):
+    updates are then zero. Anything else that is not a finite number >= 0,
+    or a schedule that raises ValueError/TypeError, fails the fit with
+    ValueError (or TypeError) naming lr_schedule; ``_train`` then puts the
+    model back as it was before the call."""
+    if lr_schedule is None:
+        lr = lr0
+    else:
+        try:
+            lr = lr_schedule(epoch, lr0)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"lr_schedule failed at epoch {epoch}: {e}") from None
     try:
         ok = isinstance(lr, (int, float, np.integer, np.floating)) and not isinstance(lr, bool) \
             and math.isfinite(lr) and lr >= 0
@@ -301,12 +300,15 @@ def _train(model, X, y, *, batch_size, epochs, shuffle, validation_data, lr_sche
            memory_budget, block_rows, window_blocks, advance, classes):
     if not model._compiled:
         raise ValueError("the model must be compiled before fit (call model.compile)")
-    batch_size = _validate.positive_int(batch_size, "batch_size")
+    # batch_size=None is Keras's spelling of its default, 32
+    batch_size = _validate.positive_int(32 if batch_size is None else batch_size, "batch_size")
     epochs = _validate.nonneg_int(epochs, "epochs")
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
-    if isinstance(verbose, (bool, np.bool_)) or verbose not in (0, 1, 2):
-        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    if isinstance(verbose, (bool, np.bool_)):      # verbose=True/False as in scikit-learn
+        verbose = int(verbose)
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2 (or a bool), got {verbose!r}")
     lr_schedule = _schedules.check(lr_schedule)
     cbs = CallbackList(callbacks)
     layout = dict(memory_budget=data.check_memory_budget(memory_budget),
@@ -336,12 +338,12 @@ def _train(model, X, y, *, batch_size, epochs, shuffle, validation_data, lr_sche
         if class_weight is not None:
             sw = _apply_class_weight(model, class_weight, T, sw, classes)
         n_features = X.shape[1]
-    _check_schedule(lr_schedule, model._epoch, epochs, model.optimizer.lr)
     cbs.check_keys(_log_keys(model, val is not None))
 
-    # ---- from here on the model changes (a streamed fit meets its feature
-    # values only now: bad ones roll the model back to where it was)
-    rollback = streaming.Rollback(model) if streamed else None
+    # ---- from here on the model changes. What fails from here (a streamed
+    # fit meets its feature values only now, a schedule is asked at each
+    # epoch's start, a callback may raise) rolls the model back to where it was
+    rollback = Rollback(model)
     loop = None
     try:
         if not model._built:
@@ -350,13 +352,45 @@ def _train(model, X, y, *, batch_size, epochs, shuffle, validation_data, lr_sche
         loop = prep.loop(model) if streamed else _Loop(model, X, T, sw, batch_size)
         history = _run(model, loop, epochs, lr_schedule, shuffle, val, verbose, cbs, advance)
     except BaseException as e:
-        if rollback is not None and not isinstance(e, KeyboardInterrupt):
+        if not isinstance(e, KeyboardInterrupt):
             rollback.restore()
         raise
     finally:
         if loop is not None:
             loop.close()
     return history
+
+
+class Rollback:
+    """Everything a fit may change in a model, to put back when the call fails
+    part-way (bad values met in a streamed file's blocks, a schedule's bad
+    rate, an exception from a callback), so a failed fit changes nothing."""
+
+    def __init__(self, model):
+        self.model = model
+        self.attrs = dict(model.__dict__)
+        self.optimizer = dict(model.optimizer.__dict__)
+        self.layers = [(layer, dict(layer.__dict__)) for layer in model.layers]
+        arrays = []
+        if model._built:
+            arrays += [model._params, model._state]
+            if model._opt_state is not None:
+                arrays += [model._opt_state[key] for key in ("s1", "s2", "t")]
+        self.arrays = [(a, a.copy()) for a in arrays]
+        self.rng = copy.deepcopy(model._shuffle_rng.bit_generator.state)
+
+    def restore(self):
+        m = self.model
+        for a, saved in self.arrays:
+            a[...] = saved
+        m.__dict__.clear()
+        m.__dict__.update(self.attrs)
+        m.optimizer.__dict__.clear()
+        m.optimizer.__dict__.update(self.optimizer)
+        for layer, attrs in self.layers:
+            layer.__dict__.clear()
+            layer.__dict__.update(attrs)
+        m._shuffle_rng.bit_generator.state = self.rng
 
 
 def _run(model, loop, epochs, lr_schedule, shuffle, val, verbose, cbs, advance):

@@ -59,6 +59,18 @@ def with_nan(a, where=(3, 1), value=NAN):
     return a
 
 
+class RaiseAtEpoch:
+    """A callback that fails at the end of a given epoch (after training it)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs):
+        if epoch == self.epoch:
+            raise ValueError(f"callback failed at epoch {epoch}")
+        return False
+
+
 # (id, call(clf, reg), error type, words the message must contain)
 CASES = [
     # ---- constructors
@@ -170,6 +182,9 @@ CASES = [
     ("fit lr_schedule signature", lambda c, r: c.fit(X0, Y0, lr_schedule=lambda e: 0.1),
      TypeError, "lr_schedule"),
     ("fit callbacks", lambda c, r: c.fit(X0, Y0, callbacks=[object()]), TypeError, "callbacks"),
+    ("fit callback raises mid-fit", lambda c, r: c.fit(X0, Y0, epochs=4,
+                                                        callbacks=[RaiseAtEpoch(3)]),
+     ValueError, "callback failed"),
     ("fit callback monitor", lambda c, r: c.fit(X0, Y0, callbacks=[C.EarlyStopping()]),
      ValueError, "monitor"),
     ("fit sample_weight negative", lambda c, r: c.fit(X0, Y0, sample_weight=-np.ones(N)),

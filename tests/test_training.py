@@ -141,6 +141,37 @@ def test_schedules_match_reference(schedule):
     assert h2.history["lr"] == pytest.approx([schedule(e, 0.01) for e in (5, 6)], rel=1e-15)
 
 
+def test_a_schedule_is_asked_once_per_epoch():
+    """A callable schedule runs once per epoch, with the epoch count going on
+    across fit calls (a fit asks for all its epochs before training, so a bad
+    rate fails the call before the model changes)."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 3))
+    T, y = targets("mse", rng, 40, 2, np.float64)
+    m = _build([4], ["tanh"], "mse", 2, "float64", 1, opt=fnn.SGD(lr=0.1))
+    calls = []
+
+    def schedule(epoch, lr0):
+        calls.append((epoch, lr0))
+        return lr0 / (1 + epoch)
+    h = m.fit(X, y, batch_size=16, epochs=3, lr_schedule=schedule)
+    assert calls == [(0, 0.1), (1, 0.1), (2, 0.1)]
+    assert h.history["lr"] == pytest.approx([0.1, 0.05, 0.1 / 3])
+    calls.clear()
+    m.fit(X, y, batch_size=16, epochs=2, lr_schedule=schedule)
+    assert calls == [(3, 0.1), (4, 0.1)]
+
+
+def test_keras_and_sklearn_spellings_of_fit_options():
+    """verbose=True/False mean 1/0, batch_size=None means Keras's 32."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(70, 3))
+    T, y = targets("mse", rng, 70, 1, np.float64)
+    m = _build([4], ["tanh"], "mse", 1, "float64", 1)
+    assert len(m.fit(X, y, batch_size=None, epochs=1, verbose=False).batch_losses) == 3
+    assert len(m.fit(X, y, batch_size=None, epochs=1, verbose=np.False_).batch_losses) == 3
+
+
 def test_schedule_formulas():
     s = fnn.schedules
     assert s.InverseTimeDecay(0.5)(4, 1.0) == pytest.approx(1 / 3)
