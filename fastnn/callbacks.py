@@ -197,8 +197,9 @@ class ModelCheckpoint(_Monitoring):
 class TerminateOnNaN(Callback):
     """Stop when an epoch's ``loss`` or ``val_loss`` is NaN or infinite. (A
     non-finite training loss already stops ``fit`` inside the epoch, before the
-    bad update is applied, with a RuntimeWarning; this also catches a
-    validation loss that overflows.)"""
+    bad update is applied, with a RuntimeWarning; that epoch still reaches the
+    callbacks with its non-finite loss. This also catches a validation loss
+    that overflows.)"""
 
     def on_epoch_end(self, epoch, logs):
         return any(key in logs and not math.isfinite(logs[key]) for key in ("loss", "val_loss"))

@@ -21,7 +21,9 @@ model is consistent between slices:
   last finite weights; BatchNorm running statistics are rebuilt to match them
   by replaying the epoch's finished batches from a snapshot (bitwise the same
   updates). A group of epochs that diverges goes back to its start and runs
-  again one epoch at a time, which stops at the same batch.
+  again one epoch at a time, which stops at the same batch. As in Keras, the
+  epoch that diverged is logged (History, callbacks) with its non-finite loss,
+  but does not count as an epoch (schedules and the next fit start there).
 """
 
 import copy
@@ -478,8 +480,22 @@ def _one_epoch(model, loop, history, lr_schedule, shuffle, val, progress, interr
     t0 = time.perf_counter()
     done, losses, corrects, diverged = loop.epoch(order, lr, progress, interrupt)
     if diverged:
-        return loop.diverged(model, order, lr, epoch, done,
-                             losses[done] if done < len(losses) else float("nan"))
+        bad = float(losses[done]) if done < len(losses) else float("nan")
+        reason = loop.diverged(model, order, lr, epoch, done, bad)
+        # logged as Keras logs it: the epoch's loss is the non-finite one, so
+        # History and callbacks (TerminateOnNaN, CSVLogger) see the divergence;
+        # the weights are the last finite ones, and the epoch does not count
+        logs = {"loss": bad}
+        if model.is_classifier:
+            rows = min(done * loop.batch_size, loop.n)
+            logs["accuracy"] = float(corrects[:done].sum() / rows) if rows else float("nan")
+        if val is not None:
+            logs.update(val(model))
+        logs["lr"] = lr
+        history._append(epoch, logs)
+        progress.end(epoch, logs, time.perf_counter() - t0)
+        cbs.on_epoch_end(epoch, logs)
+        return reason
     if done < loop.n_batches:
         return loop.interrupted(model, len(history.epoch), done)
     logs = _train_logs(model, loop, losses, corrects)

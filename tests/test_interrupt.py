@@ -227,13 +227,40 @@ def test_divergence_stops_with_the_last_finite_weights(slices, monkeypatch):
     with pytest.warns(RuntimeWarning, match="loss became .* last finite update"):
         hist = model.fit(X, y, epochs=3, batch_size=16, shuffle=False)
     assert hist.stop_reason.startswith("diverged")
-    assert hist.history == {} and not np.isfinite(hist.batch_losses[-1])
+    # the diverged epoch is logged (as Keras logs it) with its non-finite loss
+    assert hist.epoch == [0] and set(hist.history) == {"loss", "lr"}
+    assert not np.isfinite(hist.history["loss"][0]) and not np.isfinite(hist.batch_losses[-1])
+    assert model._epoch == 0                      # an epoch that diverged does not count
     done = int(model._opt_state["t"][0])
     assert len(hist.batch_losses) == done + 1 and done >= 1
     assert np.isfinite(model._params).all() and np.isfinite(model._state).all()
     # weights, BatchNorm statistics and optimizer state of exactly `done` updates
     same_weights(model, trained_on(done, X, y, 16, make=diverging_net))
     assert model.predict(X).shape == (2000,)
+
+
+def test_a_diverged_epoch_reaches_history_and_callbacks():
+    """A classifier whose loss overflows in its second epoch: History and the
+    callbacks get that epoch with its non-finite loss (TerminateOnNaN sees it,
+    as in Keras), training stops there, the weights stay finite."""
+    X, y = data(400)
+    labels = (X[:, 0] > 0).astype(int)
+    model = fnn.Sequential([fnn.Dense(8, activation="relu"), fnn.Dense(2)], input_dim=4, seed=0)
+    model.compile(loss="softmax_cross_entropy", optimizer=fnn.SGD(lr=0.05))
+    model.fit(X, labels, epochs=1)
+    model.optimizer.lr = 1e30
+    seen = []
+
+    class Record:
+        def on_epoch_end(self, epoch, logs):
+            seen.append((epoch, dict(logs)))
+    with pytest.warns(RuntimeWarning, match="loss became"):
+        hist = model.fit(X, labels, epochs=5, callbacks=[TerminateOnNaN(), Record()])
+    assert hist.stop_reason.startswith("diverged") and hist.epoch == [1]
+    assert not np.isfinite(hist.history["loss"][-1])
+    assert 0.0 <= hist.history["accuracy"][-1] <= 1.0 or np.isnan(hist.history["accuracy"][-1])
+    assert [e for e, _ in seen] == [1] and not np.isfinite(seen[0][1]["loss"])
+    assert np.isfinite(model._params).all()
 
 
 def test_terminate_on_nan_stops_on_an_overflowing_validation_loss():
