@@ -489,29 +489,31 @@ def _one_epoch(model, loop, history, lr_schedule, shuffle, val, progress, interr
         if model.is_classifier:
             rows = min(done * loop.batch_size, loop.n)
             logs["accuracy"] = float(corrects[:done].sum() / rows) if rows else float("nan")
-        if val is not None:
-            logs.update(val(model))
-        logs["lr"] = lr
-        history._append(epoch, logs)
-        progress.end(epoch, logs, time.perf_counter() - t0)
-        cbs.on_epoch_end(epoch, logs)
+        _log_epoch(model, history, progress, cbs, val, epoch, logs, lr, t0)
         return reason
     if done < loop.n_batches:
         return loop.interrupted(model, len(history.epoch), done)
-    logs = _train_logs(model, loop, losses, corrects)
-    if val is not None:
-        logs.update(val(model))
-    logs["lr"] = lr
     if advance:
         model._epoch += 1
-    history._append(epoch, logs)
-    progress.end(epoch, logs, time.perf_counter() - t0)
-    stoppers = cbs.on_epoch_end(epoch, logs)
+    stoppers = _log_epoch(model, history, progress, cbs, val, epoch,
+                          _train_logs(model, loop, losses, corrects), lr, t0)
     if stoppers:
         return f"stopped by {', '.join(stoppers)} after epoch {epoch}"
     if interrupt.requested:
         return loop.interrupted(model, len(history.epoch))
     return None
+
+
+def _log_epoch(model, history, progress, cbs, val, epoch, logs, lr, t0):
+    """Complete an epoch's training ``logs`` (validation metrics, the rate),
+    record them in History and the progress bar and hand them to the
+    callbacks; returns the names of the callbacks that ask to stop."""
+    if val is not None:
+        logs.update(val(model))
+    logs["lr"] = lr
+    history._append(epoch, logs)
+    progress.end(epoch, logs, time.perf_counter() - t0)
+    return cbs.on_epoch_end(epoch, logs)
 
 
 def _train_logs(model, loop, losses, corrects):
