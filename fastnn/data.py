@@ -103,9 +103,24 @@ def _check_feature_shape(shape, dtype, argument):
         raise ValueError(f"{argument} is empty (shape {shape})")
 
 
+def _numbers_from_objects(X, argument):
+    """An object array (e.g. from a DataFrame mixing bool and float columns)
+    as float64, as scikit-learn converts it: TypeError naming ``argument`` when
+    an entry is not a number, ValueError when one is missing (None)."""
+    try:
+        return X.astype(np.float64)
+    except (TypeError, ValueError):
+        if any(v is None for v in X.ravel()):
+            raise ValueError(f"{argument} contains missing values (None)") from None
+        raise TypeError(f"{argument} must hold numbers; its object entries include "
+                        "values that are not") from None
+
+
 def as_features(X, dtype, argument="X"):
     """A finite, C-contiguous (n, d) array of ``dtype`` with n, d >= 1."""
     X = _as_array(X, argument)
+    if X.dtype.kind == "O" and X.ndim == 2 and X.size:
+        X = _numbers_from_objects(X, argument)
     _check_feature_shape(X.shape, X.dtype, argument)
     with np.errstate(over="ignore", invalid="ignore"):
         Xc = np.ascontiguousarray(X, dtype=dtype)

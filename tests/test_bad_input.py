@@ -142,7 +142,10 @@ CASES = [
     ("fit X 3-D", lambda c, r: c.fit(X0[:, :, None], Y0), ValueError, "X"),
     ("fit X empty", lambda c, r: c.fit(X0[:0], Y0[:0]), ValueError, "X"),
     ("fit X strings", lambda c, r: c.fit(X0.astype(str), Y0), TypeError, "X"),
-    ("fit X objects", lambda c, r: c.fit(X0.astype(object), Y0), TypeError, "X"),
+    ("fit X objects", lambda c, r: c.fit(np.where(X0 > 0, "a", X0.astype(object)), Y0),
+     TypeError, "X"),
+    ("fit X object None", lambda c, r: c.fit(np.where(X0 > 0, None, X0.astype(object)), Y0),
+     ValueError, "X"),
     ("fit X complex", lambda c, r: c.fit(X0 + 1j, Y0), TypeError, "X"),
     ("fit X None", lambda c, r: c.fit(None, Y0), TypeError, "X"),
     ("fit X ragged", lambda c, r: c.fit([[1.0, 2.0, 3.0], [1.0]], ["up", "down"]), ValueError,
@@ -320,8 +323,11 @@ def test_layouts_train_and_predict_exactly_like_c_contiguous(layout, dtype):
     assert model.evaluate(odd_X, odd_y) == base.evaluate(X, y)
 
 
-@pytest.mark.parametrize("kind", [np.int8, np.int64, np.uint16, np.bool_, np.float16])
+@pytest.mark.parametrize("kind", [np.int8, np.int64, np.uint16, np.bool_, np.float16, object])
 def test_integer_bool_and_half_features_are_converted(kind):
+    """Any numeric dtype trains and predicts as its float32 values do; an
+    object array of numbers too (what a DataFrame mixing bool and float
+    columns gives), as scikit-learn converts it."""
     rng = np.random.default_rng(0)
     Xi = rng.integers(0, 2, size=(50, 3)).astype(kind)
     y = Xi.astype(int).sum(axis=1) % 2
