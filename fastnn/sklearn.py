@@ -114,6 +114,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from . import data as _data
 from . import registry
 from .data import is_streamed
 from .kernels.fullbatch import fullbatch_loss_grad
@@ -262,6 +263,17 @@ class _BaseMLP(BaseEstimator):
                 net._params[...] = params
                 net._opt_state = opt
             raise
+
+    @staticmethod
+    def _streams(X):
+        """Whether ``partial_fit`` takes X window by window: X is on disk or
+        out of memory (``is_streamed``) and, when it is an array backed by a
+        memory map, larger than the memory budget. A memory map that fits
+        (joblib hands its workers one for every array over 1 MB) is read whole
+        and trained on exactly as scikit-learn would."""
+        if not is_streamed(X):
+            return False
+        return not isinstance(X, np.ndarray) or X.nbytes > _data.DEFAULT_MEMORY_BUDGET
 
     def _windows(self, fn, X, y, sample_weight, *rest):
         """``partial_fit`` over a streamed X (``np.memmap``, a ``.npy`` path,
@@ -825,7 +837,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """One epoch over (X, y); ``classes`` (all labels) is required on
         the first call. A streamed X (memory map, .npy path) is taken one
         window at a time (see ``_windows``). Returns self."""
-        if is_streamed(X):
+        if self._streams(X):
             return self._guarded(self._windows, self._partial_fit, X, y, sample_weight,
                                  classes)
         return self._guarded(self._partial_fit, X, y, sample_weight, classes)
@@ -949,7 +961,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         L-BFGS run continuing from the current weights). A streamed X (memory
         map, .npy path) is taken one window at a time (see ``_windows``).
         Returns self."""
-        if is_streamed(X):
+        if self._streams(X):
             return self._guarded(self._windows, self._fit, X, y, sample_weight, True)
         return self._guarded(self._fit, X, y, sample_weight, True)
 

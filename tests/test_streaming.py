@@ -545,20 +545,40 @@ def test_estimator_partial_fit_takes_a_streamed_x_window_by_window(tmp_path, mon
     pytest.importorskip("sklearn")
     X, y = blobs(3000)
     Xm = on_disk(tmp_path, "X", X)
-    monkeypatch.setattr(fdata, "DEFAULT_MEMORY_BUDGET", 2 ** 16)     # windows of ~850 rows
+    monkeypatch.setattr(fdata, "DEFAULT_MEMORY_BUDGET", 2 ** 15)     # windows of ~400 rows
+    assert Xm.nbytes > fdata.DEFAULT_MEMORY_BUDGET
     windows = len(list(fdata.iter_windows(Xm, y)))
-    assert windows == 4
+    assert windows == 8
     clf = fnn.MLPClassifier(hidden_layer_sizes=(16,), random_state=0)
     for _ in range(10):
         clf.partial_fit(Xm, y, classes=[0, 1, 2])
     assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 10 * windows
     assert clf.t_ == 10 * 3000 and clf.score(X, y) > 0.9
     reg = fnn.MLPRegressor(hidden_layer_sizes=(8,), random_state=0)
-    reg.partial_fit(Xm, X[:, 0] - X[:, 1])
-    assert len(reg.loss_curve_) == windows and reg.t_ == 3000
+    target = X[:, 0] - X[:, 1]
+    reg.partial_fit(Xm, target)
+    assert len(reg.loss_curve_) == len(list(fdata.iter_windows(Xm, target))) > 1
+    assert reg.t_ == 3000
     with pytest.raises(ValueError):
         clf.partial_fit(on_disk(tmp_path, "X4", X[:, :4]), y)
     assert clf.t_ == 10 * 3000                      # a failed call changes nothing
+
+
+def test_estimator_partial_fit_reads_a_memory_map_that_fits_whole(tmp_path):
+    """A memory map within the budget (joblib hands its workers one for every
+    array over 1 MB) is one partial_fit epoch, exactly as in memory."""
+    pytest.importorskip("sklearn")
+    X, y = blobs(3000)
+    Xm = on_disk(tmp_path, "X", X)
+    assert Xm.nbytes <= fdata.DEFAULT_MEMORY_BUDGET
+    a = fnn.MLPClassifier(hidden_layer_sizes=(16,), random_state=0, dtype="float64")
+    b = fnn.MLPClassifier(hidden_layer_sizes=(16,), random_state=0, dtype="float64")
+    for _ in range(3):
+        a.partial_fit(X, y, classes=[0, 1, 2])
+        b.partial_fit(Xm, y, classes=[0, 1, 2])
+    assert a.loss_curve_ == b.loss_curve_ and len(b.loss_curve_) == 3
+    for wa, wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        assert np.array_equal(wa, wb)
 
 
 def test_dask_ml_incremental():
