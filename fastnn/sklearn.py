@@ -65,10 +65,8 @@ Documented differences:
 * The loss is computed from logits without clipping probabilities to
   ``[eps, 1 - eps]``, so ``loss_curve_`` differs from scikit-learn's only for
   rows predicted wrong with probability within ``eps`` of 1.
-* ``sample_weight`` with the stochastic solvers: scikit-learn divides the L2
-  term of each batch by that batch's weight sum; here it is divided by
-  ``batch_rows * mean(sample_weight)`` (the same on average, exact for a
-  full batch). L-BFGS divides by the total weight, as scikit-learn does.
+* ``sample_weight``: as in scikit-learn, the L2 term of each batch is divided
+  by that batch's weight sum (L-BFGS: by the total weight).
 * Multi-output squared error: scikit-learn's gradient is that of the loss
   summed over outputs while the reported loss is averaged over them. The
   updates are reproduced exactly (the averaged loss with ``alpha``,
@@ -447,7 +445,7 @@ class _BaseMLP(BaseEstimator):
         opt = self._make_optimizer(scale)
         sw_mean = float(sw.astype(np.float64).mean()) if sw.size else 1.0
         net.optimizer = opt
-        net.l2 = float(self.alpha) / (sw_mean * scale)
+        net.l2 = float(self.alpha) / scale       # over each batch's weight sum, in the kernel
         state = _opt_state(net)
         buf = _Buffers(net, batch_size)
         buf.chooser.begin()

@@ -269,10 +269,15 @@ def test_lbfgs_objective_is_sklearns(n_outputs):
     np.testing.assert_allclose(ours, np.concatenate(per_layer), rtol=1e-10, atol=1e-13)
 
 
-def test_full_batch_sample_weight_follows_sklearn(blobs):
+@pytest.mark.parametrize("batch_size, solver", [("full", "adam"), (16, "adam"), (16, "sgd")])
+def test_sample_weight_follows_sklearn(blobs, batch_size, solver):
+    """Weighted fits, one batch or many: each batch's L2 term is divided by
+    that batch's weight sum, as scikit-learn divides it (a large alpha, so a
+    division by anything else shows)."""
     X, y = blobs
     w = np.random.default_rng(1).integers(0, 4, len(y)).astype(float)
-    f, s = _pair("MLPClassifier", max_iter=10, random_state=0, batch_size=len(y), alpha=0.1)
+    f, s = _pair("MLPClassifier", max_iter=10, random_state=0, solver=solver, alpha=1.0,
+                 batch_size=len(y) if batch_size == "full" else batch_size)
     _fit_quiet(f, X, y, sample_weight=w)
     _fit_quiet(s, X, y, sample_weight=w)
     _assert_same_fit(f, s)

@@ -143,7 +143,7 @@ def train_chunked(X, T, sw, order, start, stop, batch_size, epoch_rows, n_chunks
         for c in range(nc):
             loss += closs[c]
             correct += ccorr[c]
-        l2_step, l2_loss = batch_l2(spec, params, l2, rows, l2_per_row)
+        l2_step, l2_loss = batch_l2(spec, params, l2, wsum, l2_per_row)
         loss += l2_loss
         if not np.isfinite(loss):
             losses[u64(loss_at + done)] = loss

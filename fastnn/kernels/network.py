@@ -245,7 +245,12 @@ def train_batches(X, T, sw, order, start, stop, batch_size, epoch_rows,
                                   loss_code, d0, ZERO)
         network_backward(spec, fspec, params, grads, bnbuf, acts, work, rows, use_blas,
                          d0, d1)
-        l2_step, l2_loss = batch_l2(spec, params, l2, rows, l2_per_row)
+        wtot = float(rows)          # the batch's weight total (per-row L2 divides by it)
+        if weighted and l2_per_row:
+            wtot = 0.0
+            for i in range(rows):
+                wtot += sw[order[u64(b0 + i)]]
+        l2_step, l2_loss = batch_l2(spec, params, l2, wtot, l2_per_row)
         loss += l2_loss
         if not np.isfinite(loss):
             losses[u64(loss_at + done)] = loss

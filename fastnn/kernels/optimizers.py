@@ -152,13 +152,14 @@ def add_l2(spec, P, G, wmask, l2):
 
 
 @kernel
-def batch_l2(spec, P, l2, rows, per_row):
-    """(L2 factor, L2 loss term) of a training batch of ``rows`` rows: the
-    factor is ``l2``, or ``l2 / rows`` when ``per_row`` (scikit-learn's
-    scaling), and (0, 0) without L2."""
+def batch_l2(spec, P, l2, weight, per_row):
+    """(L2 factor, L2 loss term) of a training batch whose rows weigh
+    ``weight`` in all (float; its row count when unweighted): the factor is
+    ``l2``, or ``l2 / weight`` when ``per_row`` (scikit-learn's scaling: alpha
+    over the batch's sample-weight sum), and (0, 0) without L2."""
     if l2 <= 0.0:
         return 0.0, 0.0
-    c = l2 / rows if per_row else l2
+    c = l2 / weight if per_row else l2
     return c, l2_penalty(spec, P, ZERO, P.shape[0], c)
 
 
