@@ -229,6 +229,37 @@ def _decode(value):
     return None if value is None else float(value)
 
 
+# the output activation each network loss goes with (see sklearn._loss_name)
+_OUT_ACTIVATION = {"softmax_cross_entropy": "softmax", "binary_cross_entropy": "logistic",
+                   "half_mse": "identity", "half_poisson": "exp"}
+_Y_TYPES = {"multiclass": "softmax_cross_entropy", "binary": "binary_cross_entropy",
+            "multilabel-indicator": "binary_cross_entropy"}
+
+
+def _check_consistent(classifier, header, units, classes):
+    """The header's fitted attributes, label binarizer and classes agree with
+    the stored network (a file whose parts disagree is damaged, not loaded)."""
+    attrs, loss = header["attrs"], header["net"]["loss"]
+    if loss not in _OUT_ACTIVATION or (loss in ("half_mse", "half_poisson")) == classifier:
+        raise _io._Bad(f"header: network loss {loss!r} does not fit a {header['estimator']}")
+    for name, want in (("n_features_in_", units[0]), ("n_outputs_", units[-1]),
+                       ("n_layers_", len(units)), ("out_activation_", _OUT_ACTIVATION[loss])):
+        if name in attrs and attrs[name] != want:
+            raise _io._Bad(f"header: {name} {attrs[name]!r} disagrees with the network "
+                           f"({want!r})")
+    if not classifier:
+        if classes.size:
+            raise _io._Bad("a regressor file with classes")
+        return
+    y_type = header["binarizer"]["y_type"] if header["binarizer"] else None
+    if _Y_TYPES.get(y_type) != loss:
+        raise _io._Bad(f"header: label type {y_type!r} does not fit the network's loss")
+    k = 2 if y_type == "binary" else units[-1]
+    if classes.size != k or (y_type == "binary" and units[-1] != 1):
+        raise _io._Bad(f"{classes.size} classes do not fit a network with {units[-1]} "
+                       "outputs")
+
+
 def _build(zf, infos, header):
     from sklearn.preprocessing import LabelBinarizer
 
@@ -274,8 +305,7 @@ def _build(zf, infos, header):
             setattr(est, name, value)
         else:
             setattr(est, name, _decode(value))
-    if header["attrs"].get("n_features_in_", units[0]) != units[0]:
-        raise _io._Bad("n_features_in_ disagrees with the network")
+    _check_consistent(cls is sk.MLPClassifier, header, units, classes)
     if names.size:
         if names.size != units[0]:
             raise _io._Bad("feature_names disagree with the network")

@@ -645,6 +645,46 @@ def test_load_refuses_damaged_and_foreign_files(blobs, tmp_path):
         fsk.load(tmp_path / "model.fastnn")
 
 
+def _rewritten(path, out, edit):
+    """A copy of the estimator file at ``path`` at ``out`` whose JSON header
+    ``edit(header)`` changed (the rest as it was)."""
+    import io
+    import json
+    import zipfile
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    header = json.loads(np.load(io.BytesIO(members["header.npy"])).tobytes())
+    edit(header)
+    raw = io.BytesIO()
+    np.save(raw, np.frombuffer(json.dumps(header).encode(), np.uint8))
+    members["header.npy"] = raw.getvalue()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, blob in members.items():
+            zf.writestr(name, blob)
+    return out
+
+
+def test_load_refuses_a_header_that_disagrees_with_the_network(blobs, tmp_path):
+    X, y = blobs
+    clf = _fit_quiet(fastnn.MLPClassifier(hidden_layer_sizes=(5,), max_iter=2,
+                                          random_state=0), X, y)
+    good = tmp_path / "good.fastnn"
+    clf.save(good)
+    same = fsk.load(_rewritten(good, tmp_path / "same.fastnn", lambda h: None))
+    np.testing.assert_array_equal(same.predict_proba(X), clf.predict_proba(X))
+    edits = {
+        "out_activation": lambda h: h["attrs"].update(out_activation_="bogus"),
+        "n_outputs": lambda h: h["attrs"].update(n_outputs_=5),
+        "n_layers": lambda h: h["attrs"].update(n_layers_=4),
+        "label type": lambda h: h["binarizer"].update(y_type="binary"),
+        "regressor": lambda h: h.update(estimator="MLPRegressor"),
+        "loss": lambda h: h["net"].update(loss="binary_cross_entropy"),
+    }
+    for name, edit in edits.items():
+        with pytest.raises(ValueError):
+            fsk.load(_rewritten(good, tmp_path / f"{name}.fastnn", edit))
+
+
 def test_fastnn_load_opens_estimator_files(tmp_path, blobs):
     X, y = blobs
     clf = _fit_quiet(fastnn.MLPClassifier(max_iter=3, random_state=0), X, y)
