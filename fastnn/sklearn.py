@@ -70,12 +70,13 @@ Documented differences:
 * Multi-output squared error: scikit-learn's gradient is that of the loss
   summed over outputs while the reported loss is averaged over them. The
   updates are reproduced exactly (the averaged loss with ``alpha``,
-  ``epsilon`` (adam) and the learning rate (sgd) rescaled by ``n_outputs``);
-  ``loss_curve_``'s L2 share is corrected with ``sum(W**2)`` averaged over the
-  epoch's start and end. L-BFGS gets scikit-learn's own pair: the averaged
-  loss as the value and the summed loss's gradient, so its line searches, and
-  the run, are scikit-learn's (a consistent pair ends elsewhere: measured, 5%
-  apart in predictions at convergence on a 3-output problem).
+  ``epsilon`` (adam) and the learning rate (sgd) rescaled by ``n_outputs``),
+  and so is the loss (the kernels record each batch's as scikit-learn's:
+  the averaged data loss plus the whole L2 term, ``loss_scale``). L-BFGS gets
+  scikit-learn's own pair: the averaged loss as the value and the summed
+  loss's gradient, so its line searches, and the run, are scikit-learn's (a
+  consistent pair ends elsewhere: measured, 5% apart in predictions at
+  convergence on a 3-output problem).
 * A loss that becomes NaN or infinite stops training and raises
   scikit-learn's "Solver produced non-finite parameter weights" ValueError;
   any failed ``fit``/``partial_fit`` leaves the estimator as it was.
@@ -443,7 +444,6 @@ class _BaseMLP(BaseEstimator):
 
         scale = self._output_scale()
         opt = self._make_optimizer(scale)
-        sw_mean = float(sw.astype(np.float64).mean()) if sw.size else 1.0
         net.optimizer = opt
         net.l2 = float(self.alpha) / scale       # over each batch's weight sum, in the kernel
         state = _opt_state(net)
@@ -453,16 +453,14 @@ class _BaseMLP(BaseEstimator):
         sizes = np.full(n_batches, batch_size, np.float64)
         sizes[-1] = n - batch_size * (n_batches - 1)
         per_call = rows_per_call(net._params.size, batch_size)   # Ctrl-C between calls
-        l2_fix = 0.5 * self.alpha / sw_mean * (1 - 1 / scale) if scale > 1 else 0.0
         # Several epochs per compiled call where nothing runs between epochs but
         # the bookkeeping below, which is then done after the call: the rate is
         # constant, and a group ends where the stopping rule could first fire.
-        grouped = not (early_stopping or self.verbose or incremental or l2_fix
+        grouped = not (early_stopping or self.verbose or incremental
                        or (self.solver == "sgd" and self.learning_rate == "invscaling"))
         max_group = max(1, min(self.max_iter, per_call // n)) if grouped else 1
         losses = np.zeros(max_group * n_batches)
         corrects = np.zeros_like(losses)
-        weights = [layer.W for layer in net.layers]
         order = np.arange(n, dtype=np.int64)
         orders = np.tile(order, max_group) if max_group > 1 else order
         net._use_blas = net._blas_layers(buf.chunk_rows)
@@ -484,7 +482,6 @@ class _BaseMLP(BaseEstimator):
                             orders[e * n:(e + 1) * n] = order
                     lr = self._optimizer_lr * (scale if self.solver == "sgd" else 1)
                     hp = opt._hyper(lr)
-                    w2_start = _sum_squares(weights) if l2_fix else 0.0
                     done = 0
                     for start in range(0, group * n, per_call):
                         # a group of epochs is one call; one epoch may be several
@@ -493,15 +490,13 @@ class _BaseMLP(BaseEstimator):
                                 else -(-(stop - start) // batch_size))
                         got = run_batches(net, buf, X, T, sw, orders, start, stop,
                                           batch_size, hp, state, net.l2, True, 0,
-                                          losses, corrects, done, n)
+                                          losses, corrects, done, epoch_rows=n,
+                                          loss_scale=scale)
                         done += got
                         if got < want:
                             raise ValueError(_NONFINITE)
                     for e in range(group):
                         loss = float(losses[e * n_batches:(e + 1) * n_batches] @ sizes) / n
-                        if l2_fix:
-                            w2 = 0.5 * (w2_start + _sum_squares(weights))
-                            loss += l2_fix * w2 * n_batches / n
                         stopped = self._end_epoch(loss, n, (X_val, y_val, sw_val)
                                                   if early_stopping else None)
                         if stopped or incremental:

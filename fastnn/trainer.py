@@ -128,11 +128,12 @@ class ChunkSpace:
 
 
 def run_batches(model, buf, X, T, sw, order, start, stop, batch_size, hp, state, l2,
-                l2_per_row, seed, losses, corrects, at, epoch_rows=None):
+                l2_per_row, seed, losses, corrects, at, epoch_rows=None, loss_scale=1.0):
     """Train on rows order[start:stop] (see ``kernels.network.train_batches``,
     whose result this returns): whole batches, or row chunks in parallel when
     ``buf`` splits batches (same results whatever the thread count).
-    ``order`` holds one epoch's order, or several of ``epoch_rows`` each."""
+    ``order`` holds one epoch's order, or several of ``epoch_rows`` each;
+    ``loss_scale``: see ``train_batches``."""
     m = model
     if epoch_rows is None:
         epoch_rows = order.shape[0]
@@ -142,7 +143,7 @@ def run_batches(model, buf, X, T, sw, order, start, stop, batch_size, hp, state,
             m._spec, m._fspec, m._use_blas, m._params, buf.grads, m._state, buf.bnbuf,
             buf.acts, buf.work, buf.d0, buf.d1, buf.tbuf, buf.wbuf, m._wmask, l2, l2_per_row,
             m._loss_code, m.optimizer.code, hp, state["s1"], state["s2"], state["t"], seed,
-            losses, corrects, at)
+            losses, corrects, at, float(loss_scale))
     c = buf.chunks
     with buf.chooser.call(buf.n_chunks, stop - start) as parallel:
         return train_chunked(
@@ -151,7 +152,7 @@ def run_batches(model, buf, X, T, sw, order, start, stop, batch_size, hp, state,
             buf.bnbuf, c.acts2, c.work2, c.d02, c.d12, c.tb2, c.wb2, c.grads2, c.closs,
             c.ccorr, m._wmask, l2, l2_per_row, m._loss_code,
             m.optimizer.code, hp, state["s1"], state["s2"], state["t"], seed,
-            losses, corrects, at)
+            losses, corrects, at, float(loss_scale))
 
 
 def _opt_state(model):

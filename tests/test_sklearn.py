@@ -143,7 +143,7 @@ def test_epochs_grouped_in_one_call_match_one_call_per_batch(blobs, monkeypatch,
         calls = []
         real = fsk.run_batches
         monkeypatch.setattr(fsk, "run_batches",
-                            lambda *a: calls.append(1) or real(*a))
+                            lambda *a, **kw: calls.append(1) or real(*a, **kw))
         rng = np.random.RandomState(3)
         clf = _fit_quiet(fastnn.MLPClassifier(random_state=rng, **kw), X, y, sample_weight=sw)
         clf.set_params(warm_start=True, n_iter_no_change=1)    # a count above the new limit
@@ -158,6 +158,30 @@ def test_epochs_grouped_in_one_call_match_one_call_per_batch(blobs, monkeypatch,
     assert grouped.loss_curve_ == single.loss_curve_
     assert grouped.best_loss_ == single.best_loss_
     assert grouped._no_improvement_count == single._no_improvement_count
+    for a, b in zip(grouped.coefs_ + grouped.intercepts_, single.coefs_ + single.intercepts_):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_multi_output_regressor_epochs_grouped_match_one_call_per_batch(monkeypatch):
+    """Multi-output squared error records scikit-learn's loss in the kernel,
+    so its epochs group too, with the same bits as one call per batch."""
+    X, Y = make_friedman1(n_samples=150, random_state=3)
+    Y = np.column_stack([Y, X[:, 0] - X[:, 2]])
+
+    def fit(one_batch_per_call):
+        if one_batch_per_call:
+            monkeypatch.setattr(fsk, "rows_per_call", lambda n_params, batch_size: batch_size)
+        calls = []
+        real = fsk.run_batches
+        monkeypatch.setattr(fsk, "run_batches", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+        reg = _fit_quiet(fastnn.MLPRegressor(dtype="float64", max_iter=40, batch_size=32,
+                                             alpha=0.5, tol=1e-3, n_iter_no_change=3,
+                                             random_state=0), X, Y)
+        return reg, len(calls)
+
+    (grouped, calls_g), (single, calls_s) = fit(False), fit(True)
+    assert calls_g < calls_s
+    assert grouped.n_iter_ == single.n_iter_ and grouped.loss_curve_ == single.loss_curve_
     for a, b in zip(grouped.coefs_ + grouped.intercepts_, single.coefs_ + single.intercepts_):
         np.testing.assert_array_equal(a, b)
 
@@ -187,18 +211,21 @@ def test_regressor_follows_sklearn(solver):
 
 
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
-def test_multi_output_regression_updates_follow_sklearn(solver):
-    # scikit-learn's gradient is that of the loss summed over outputs: the
-    # updates match exactly, the L2 share of loss_curve_ to the epoch's drift
+@pytest.mark.parametrize("weighted", [False, True])
+def test_multi_output_regression_follows_sklearn(solver, weighted):
+    # scikit-learn's gradient is that of the loss summed over outputs, its
+    # loss the mean over them plus the whole L2 term: updates, loss_curve_,
+    # best_loss_ and the stopping epoch all match (a large alpha, so an
+    # approximate L2 share would show)
     X, Y = make_friedman1(n_samples=200, random_state=1)
     Y = np.column_stack([Y, -0.5 * Y + X[:, 0], X[:, 1]])
+    w = np.random.default_rng(2).uniform(0.5, 2.0, len(Y)) if weighted else None
     f, s = _pair("MLPRegressor", solver=solver, max_iter=10, random_state=0, batch_size=50,
                  alpha=0.5, learning_rate_init=0.003)
-    _fit_quiet(f, X, Y)
-    _fit_quiet(s, X, Y)
-    for a, b in zip(f.coefs_ + f.intercepts_, s.coefs_ + s.intercepts_):
-        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(f.loss_curve_, s.loss_curve_, rtol=1e-3)
+    _fit_quiet(f, X, Y, sample_weight=w)
+    _fit_quiet(s, X, Y, sample_weight=w)
+    _assert_same_fit(f, s, rtol=1e-8, atol=1e-10)
+    assert f.best_loss_ == pytest.approx(s.best_loss_, rel=1e-9)
 
 
 def test_lbfgs_follows_sklearn(blobs):
@@ -493,12 +520,12 @@ def test_keyboard_interrupt_ends_fit_with_a_usable_model(blobs, monkeypatch):
     epochs = []          # epochs trained by each compiled call (several on small data)
     real = fsk.run_batches
 
-    def interrupted(*args):
+    def interrupted(*args, **kw):
         if len(epochs) == 2:
             raise KeyboardInterrupt
-        start, stop, epoch_rows = args[6], args[7], args[-1]
-        epochs.append((stop - start) // epoch_rows)
-        return real(*args)
+        start, stop = args[6], args[7]
+        epochs.append((stop - start) // kw["epoch_rows"])
+        return real(*args, **kw)
 
     monkeypatch.setattr(fsk, "run_batches", interrupted)
     with pytest.warns(UserWarning, match="Training interrupted by user"):

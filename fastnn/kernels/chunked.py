@@ -34,7 +34,7 @@ import numpy as np
 
 from .config import kernel, parallel_kernel
 from .losses import loss_grad_part
-from .network import TRAINING, gather_batch, network_backward, network_forward
+from .network import TRAINING, gather_batch, network_backward, network_forward, reported_loss
 from .optimizers import batch_l2, optimizer_update
 from .reduce import ZERO, u64
 
@@ -109,7 +109,8 @@ def train_chunked(X, T, sw, order, start, stop, batch_size, epoch_rows, n_chunks
                   chunk_rows, parallel, spec, fspec, use_blas, params, state, bnbuf,
                   acts2, work2, d02, d12, tb2, wb2, grads2, closs, ccorr,
                   wmask, l2, l2_per_row, loss_code,
-                  opt_code, hp, s1, s2, tstep, seed, losses, corrects, loss_at):
+                  opt_code, hp, s1, s2, tstep, seed, losses, corrects, loss_at,
+                  loss_scale):
     """``network.train_batches`` (same meaning of the shared arguments, epochs
     of ``epoch_rows`` included, and of the result) with each batch of ``rows``
     rows split into ``n_chunks`` chunks, a smaller last batch into fewer
@@ -144,7 +145,8 @@ def train_chunked(X, T, sw, order, start, stop, batch_size, epoch_rows, n_chunks
             loss += closs[c]
             correct += ccorr[c]
         l2_step, l2_loss = batch_l2(spec, params, l2, wsum, l2_per_row)
-        loss += l2_loss
+        data_loss = loss
+        loss = data_loss + l2_loss
         if not np.isfinite(loss):
             losses[u64(loss_at + done)] = loss
             return done
@@ -156,7 +158,7 @@ def train_chunked(X, T, sw, order, start, stop, batch_size, epoch_rows, n_chunks
                 update_block(blk, nc, grads2, params, wmask, l2_step, opt_code, hp, s1,
                              s2, step)
         tstep[0] = step
-        losses[u64(loss_at + done)] = loss
+        losses[u64(loss_at + done)] = reported_loss(data_loss, l2_loss, loss_scale)
         corrects[u64(loss_at + done)] = correct
         done += 1
         b0 += rows

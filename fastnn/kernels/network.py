@@ -212,11 +212,21 @@ def scatter_block(buf, off, rows, out, b0):
 
 
 @kernel
+def reported_loss(data_loss, l2_loss, scale):
+    """The batch loss recorded: data_loss + l2_loss, or with ``scale`` s != 1
+    scikit-learn's multi-output squared error, data_loss + s * l2_loss (see
+    ``train_batches``)."""
+    if scale == 1.0:
+        return data_loss + l2_loss
+    return data_loss + l2_loss * scale
+
+
+@kernel
 def train_batches(X, T, sw, order, start, stop, batch_size, epoch_rows,
                   spec, fspec, use_blas, params, grads, state, bnbuf,
                   acts, work, d0, d1, tbuf, wbuf,
                   wmask, l2, l2_per_row, loss_code,
-                  opt_code, hp, s1, s2, tstep, seed, losses, corrects, loss_at):
+                  opt_code, hp, s1, s2, tstep, seed, losses, corrects, loss_at, loss_scale):
     """Train on rows order[start:stop] in minibatches of ``batch_size``.
 
     ``order`` may hold several epochs' row orders end to end, each
@@ -227,7 +237,10 @@ def train_batches(X, T, sw, order, start, stop, batch_size, epoch_rows,
     is gathered into ``acts`` slot 0 / ``tbuf`` / ``wbuf``, then forward, loss,
     backward, l2 and one optimizer update run. ``losses[loss_at + b]`` gets
     batch b's loss (before its update, l2 included) and ``corrects[...]`` its
-    count of rows classified right; ``tstep[0]`` counts steps.
+    count of rows classified right; ``tstep[0]`` counts steps. With
+    ``loss_scale`` s other than 1 the recorded loss is scikit-learn's for
+    multi-output squared error: data loss + s * L2 term (the network trains
+    with the L2 factor divided by its s outputs, see ``fastnn.sklearn``).
     Returns the number of batches done: fewer than asked means the loss of the
     next one was not finite, and that batch's update was not applied.
     """
@@ -251,13 +264,14 @@ def train_batches(X, T, sw, order, start, stop, batch_size, epoch_rows,
             for i in range(rows):
                 wtot += sw[order[u64(b0 + i)]]
         l2_step, l2_loss = batch_l2(spec, params, l2, wtot, l2_per_row)
-        loss += l2_loss
+        data_loss = loss
+        loss = data_loss + l2_loss
         if not np.isfinite(loss):
             losses[u64(loss_at + done)] = loss
             return done
         tstep[0] = step
         optimizer_update(opt_code, params, grads, s1, s2, wmask, hp, step, l2_step)
-        losses[u64(loss_at + done)] = loss
+        losses[u64(loss_at + done)] = reported_loss(data_loss, l2_loss, loss_scale)
         corrects[u64(loss_at + done)] = correct
         done += 1
         b0 += rows
