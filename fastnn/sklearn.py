@@ -62,9 +62,11 @@ Documented differences:
 * ``coefs_`` and ``intercepts_`` are lists of views of the live parameters:
   writing into them changes the model; an array assigned in their place is
   copied into the model at the next call that uses it.
-* The loss is computed from logits without clipping probabilities to
-  ``[eps, 1 - eps]``, so ``loss_curve_`` differs from scikit-learn's only for
-  rows predicted wrong with probability within ``eps`` of 1.
+* The loss is computed from logits (stable, unclipped gradient), and its
+  reported value is scikit-learn's, probabilities clipped to ``[eps, 1 - eps]``
+  (``codes.CLIPPED``): a row predicted wrong with probability within ``eps``
+  of 1 counts ``-log(eps)``, as there, so ``loss_curve_`` and the stopping
+  rule follow scikit-learn's.
 * ``sample_weight``: as in scikit-learn, the L2 term of each batch is divided
   by that batch's weight sum (L-BFGS: by the total weight).
 * Multi-output squared error: scikit-learn's gradient is that of the loss
@@ -117,6 +119,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from . import data as _data
 from . import registry
 from .data import is_streamed
+from .kernels import codes
 from .kernels.fullbatch import fullbatch_loss_grad
 from .kernels.network import predict_rows
 from .layers import Dense
@@ -978,6 +981,8 @@ def _build_net(layer_units, activation, loss, dtype):
                      dtype=dtype, seed=0)
     net.compile(loss=loss, optimizer=SGD(), l2=0.0)
     net._l2_per_row = True            # scikit-learn: alpha / batch rows
+    if net.is_classifier:             # the loss value scikit-learn reports (clipped)
+        net._loss_code = registry.LOSSES[loss] + codes.CLIPPED
     return net
 
 

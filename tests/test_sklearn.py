@@ -210,6 +210,29 @@ def test_regressor_follows_sklearn(solver):
     np.testing.assert_allclose(f.predict(X), s.predict(X), rtol=1e-8)
 
 
+@pytest.mark.parametrize("classes", [2, 3])
+def test_confidently_wrong_rows_count_as_sklearn_clips_them(classes):
+    """A mislabelled point on widely separated blobs, a large rate: the point
+    is soon predicted wrong with probability within eps of 1. scikit-learn
+    clips probabilities to [eps, 1 - eps] in the loss it reports; so do we
+    (the gradient unclipped in both), so loss_curve_ and the stopping epoch
+    agree (unclipped, the curve read 1.128 where scikit-learn's read 0.601,
+    and the fit ran 30 epochs where scikit-learn's stopped at 16)."""
+    from sklearn.datasets import make_blobs
+    centers = [[-5, 0], [5, 0], [0, 8]][:classes]
+    X, y = make_blobs(60, 2, centers=centers, cluster_std=0.5, random_state=0)
+    y[0] = (y[0] + 1) % classes
+    f, s = _pair("MLPClassifier", hidden_layer_sizes=(5,), random_state=0,
+                 learning_rate_init=0.5, max_iter=30, alpha=0.0)
+    _fit_quiet(f, X * 10, y)
+    _fit_quiet(s, X * 10, y)
+    assert f.n_iter_ == s.n_iter_
+    # rtol 1e-7: a row's loss right at -log(eps) is clipped in one and not the
+    # other when -log(p) and log-sum-exp round differently (seen: 6e-9)
+    np.testing.assert_allclose(f.loss_curve_, s.loss_curve_, rtol=1e-7)
+    assert max(f.loss_curve_) > 1.0        # the clipped rows weigh in
+
+
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_multi_output_regression_follows_sklearn(solver, weighted):

@@ -18,6 +18,8 @@ BINARY_XENT = 1
 MSE = 2
 HALF_MSE = 3          # 0.5 * MSE: scikit-learn's squared loss
 HALF_POISSON = 4      # scikit-learn's half Poisson deviance, log link
+CLIPPED = 16          # added to a cross-entropy code: its value (not its gradient)
+                      # as scikit-learn's, probabilities clipped to [eps, 1 - eps]
 
 # optimizers
 SGD = 0

@@ -15,7 +15,11 @@ being the weighted mean over rows:
 * HALF_POISSON (log link, scikit-learn's): l_i = sum_j exp(z) - t z + t log t - t;
   D = (exp(Z) - T) * w_i / sum(w).
 
-No clipping: the formulas are stable as written. A NaN or infinite output
+No clipping: the formulas are stable as written. Only ``code + CLIPPED``
+(the scikit-learn estimators' cross-entropies) reports the value
+scikit-learn reports, each probability clipped to [eps, 1 - eps] (eps of the
+dtype), i.e. each row's (softmax) or entry's (binary) loss held within
+[-log(1 - eps), -log(eps)]; the gradient is the unclipped one, as there. A NaN or infinite output
 anywhere makes the loss NaN (``0 * sum(Z)`` is added), so divergence is seen.
 ``correct`` counts rows classified right (argmax of Z equals argmax of T; for
 binary, the fraction of columns where (z >= 0) == (t >= 0.5)); 0 for MSE.
@@ -24,7 +28,9 @@ runtime alias checks allow no more if it is to vectorise); scratch rows are
 separate slices (measured faster than offsets into one buffer).
 """
 
-from .codes import BINARY_XENT, HALF_MSE, HALF_POISSON, SOFTMAX_XENT
+import numpy as np
+
+from .codes import BINARY_XENT, CLIPPED, HALF_MSE, HALF_POISSON, SOFTMAX_XENT
 from .config import kernel
 from .mathfn import fast_exp, fast_log, fast_log1p, fast_sigmoid
 from .reduce import ZERO, lane_dot, lane_sum, u64
@@ -66,6 +72,12 @@ def loss_grad_part(Z, zo, T, to, w, weighted, k, rows, code, D, do, wsum):
     zero = f(0.0)
     one = f(1.0)
     c = f(1.0 / wsum)
+    clipped = code >= CLIPPED
+    if clipped:
+        code -= CLIPPED
+    eps = np.finfo(Z.dtype).eps
+    lo = f(-np.log1p(-eps))       # a loss held within [lo, hi] when clipped
+    hi = f(-np.log(eps))
     S = w[rows:]                 # scratch after the row weights
     r = S[0:rows]                # per-row loss
     a = S[rows:2 * rows]         # scratch
@@ -108,6 +120,9 @@ def loss_grad_part(Z, zo, T, to, w, weighted, k, rows, code, D, do, wsum):
                 D[u64(db_ + i)] = D[u64(db_ + i)] * e[i] - T[u64(tb + i)]
             for i in range(rows):
                 D[u64(db_ + i)] *= g[i]
+        if clipped:
+            for i in range(rows):
+                r[i] = min(max(r[i], lo), hi)
     elif code == BINARY_XENT:
         half = f(0.5)
         inv_k = f(1.0 / k)
@@ -121,8 +136,12 @@ def loss_grad_part(Z, zo, T, to, w, weighted, k, rows, code, D, do, wsum):
                 z = Z[u64(zb + i)]
                 az = z if z > zero else -z
                 a[i] = fast_log1p(fast_exp(-az)) + (z if z > zero else zero)
-            for i in range(rows):
-                r[i] += a[i] - Z[u64(zb + i)] * T[u64(tb + i)]
+            if clipped:
+                for i in range(rows):
+                    r[i] += min(max(a[i] - Z[u64(zb + i)] * T[u64(tb + i)], lo), hi)
+            else:
+                for i in range(rows):
+                    r[i] += a[i] - Z[u64(zb + i)] * T[u64(tb + i)]
             for i in range(rows):
                 z = Z[u64(zb + i)]
                 t = T[u64(tb + i)]
