@@ -19,8 +19,9 @@ No clipping: the formulas are stable as written. Only ``code + CLIPPED``
 (the scikit-learn estimators' cross-entropies) reports the value
 scikit-learn reports, each probability clipped to [eps, 1 - eps] (eps of the
 dtype), i.e. each row's (softmax) or entry's (binary) loss held within
-[-log(1 - eps), -log(eps)]; the gradient is the unclipped one, as there. A NaN or infinite output
-anywhere makes the loss NaN (``0 * sum(Z)`` is added), so divergence is seen.
+[-log(1 - eps), -log(eps)]; the gradient is the unclipped one, as there.
+A NaN or infinite output anywhere makes the loss NaN (``0 * sum(Z)`` is
+added), so divergence is seen.
 ``correct`` counts rows classified right (argmax of Z equals argmax of T; for
 binary, the fraction of columns where (z >= 0) == (t >= 0.5)); 0 for MSE.
 Every loop runs over the batch and touches at most four arrays (LLVM's
@@ -73,11 +74,12 @@ def loss_grad_part(Z, zo, T, to, w, weighted, k, rows, code, D, do, wsum):
     one = f(1.0)
     c = f(1.0 / wsum)
     clipped = code >= CLIPPED
+    lo = hi = zero                # a loss held within [lo, hi] when clipped
     if clipped:
         code -= CLIPPED
-    eps = np.finfo(Z.dtype).eps
-    lo = f(-np.log1p(-eps))       # a loss held within [lo, hi] when clipped
-    hi = f(-np.log(eps))
+        eps = np.finfo(Z.dtype).eps
+        lo = f(-np.log1p(-eps))
+        hi = f(-np.log(eps))
     S = w[rows:]                 # scratch after the row weights
     r = S[0:rows]                # per-row loss
     a = S[rows:2 * rows]         # scratch
