@@ -118,7 +118,6 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from . import data as _data
 from . import registry
-from .data import is_streamed
 from .kernels import codes
 from .kernels.fullbatch import fullbatch_loss_grad
 from .kernels.network import predict_rows
@@ -274,7 +273,7 @@ class _BaseMLP(BaseEstimator):
         memory map, larger than the memory budget. A memory map that fits
         (joblib hands its workers one for every array over 1 MB) is read whole
         and trained on exactly as scikit-learn would."""
-        if not is_streamed(X):
+        if not _data.is_streamed(X):
             return False
         return not isinstance(X, np.ndarray) or X.nbytes > _data.DEFAULT_MEMORY_BUDGET
 
@@ -630,11 +629,7 @@ class _BaseMLP(BaseEstimator):
                     params, grads, ws.grads2, gblk2, net._state, bnbuf,
                     ws.acts2, ws.work2, ws.d02, ws.d12, ws.tb2, ws.wb2, ws.closs, net._wmask,
                     l2, scale, net._loss_code)
-            loss = float(loss)
-            if scale != 1:       # the kernel's value is the summed loss's: average it
-                l2_term = 0.5 * l2 * _sum_squares([layer.W for layer in net.layers])
-                loss = (loss - l2_term) / scale + l2_term
-            return loss, grads.astype(np.float64)
+            return float(loss), grads.astype(np.float64)
 
         return objective
 
@@ -995,10 +990,6 @@ def _kernel_array(X, dtype):
     if not X.flags.writeable or type(X) is not np.ndarray:
         X = np.array(X, dtype=dtype, order="C")
     return X
-
-
-def _sum_squares(arrays):
-    return float(sum(np.vdot(a, a) for a in arrays))
 
 
 def _net_outputs(net, X):

@@ -2,11 +2,13 @@
 
 ``fullbatch_loss_grad`` returns, for the whole data set,
 
-    loss  = scale * sum_i w_i l_i / sum_i w_i  +  0.5 * l2 * sum(W**2)
-    grads = d loss / d params
+    loss  = sum_i w_i l_i / sum_i w_i  +  0.5 * l2 * sum(W**2)
+    grads = d (scale * data loss + L2 term) / d params
 
 where ``l_i`` is the loss of row i (``losses.loss_grad``), W runs over weight
-matrices (``wmask``) and ``w`` is empty for unit weights. The rows go through
+matrices (``wmask``) and ``w`` is empty for unit weights. ``scale`` weighs the
+data term of the gradient only: scikit-learn's L-BFGS pair for multi-output
+squared error (the loss averaged over outputs, the gradient of their sum). The rows go through
 the network ``block`` at a time, so memory stays bounded; each block's
 output gradient is scaled by its share of the total weight before the
 backward pass. The blocks form a fixed number of groups (set by the row
@@ -72,7 +74,7 @@ def fullbatch_group(g, n_groups, X, T, sw, block, total, spec, fspec, use_blas, 
         f = d0.dtype.type(share * scale)
         for i in range(rows * k):
             d0[i] *= f
-        loss += block_loss * share * scale
+        loss += block_loss * share
         network_backward(spec, fspec, params, gblock, bnbuf, acts, work, rows, use_blas,
                          d0, d12[g])
         for j in range(G.shape[0]):
