@@ -1,16 +1,23 @@
-"""Sums over the batch with a fixed order that still vectorises.
+"""Sums over the batch in a fixed order that vectorises.
 
 Feature-major buffers put a layer's batch in one contiguous run, so column
-sums (bias and weight gradients, BatchNorm statistics, the batch loss) are sums
-over a contiguous run. A plain loop ``s += a[i]`` cannot use SIMD without
-reassociation, which would let the compiler choose the order; here the order
-is written out: eight interleaved partial sums (one AVX register of float32),
-combined pairwise. The result depends only on the data, never on threads.
+sums (bias and weight gradients, BatchNorm statistics, the batch loss, the
+L2 term) are sums over a contiguous run. A plain loop ``s += a[i]`` vectorises
+only with reassociation, allowed here and nowhere else
+(``config.reduction_kernel``): LLVM then keeps vector-wide partial sums
+(4 x 16 lanes of float32 on AVX-512) and adds them in a fixed tree at the
+end. The order is chosen once, when the kernel is compiled for the machine;
+it depends on the data and the length only, never on the number of threads.
+
+(These were hand-interleaved 8-lane loops, meant for the SLP vectoriser,
+which Numba leaves off: they ran scalar, 3.6-7 elements per ns against 14-28
+now; the L2 term over 7,424 weights took 2.0 us a batch, as long as the whole
+Adam update.)
 """
 
 import numpy as np
 
-from .config import kernel
+from .config import kernel, reduction_kernel
 
 # Offsets handed from one kernel to another must be typed, never literal: a
 # literal ``0`` would compile a separate specialisation of the callee.
@@ -22,51 +29,22 @@ ZERO = np.int64(0)
 u64 = np.uint64
 
 
-@kernel
+@reduction_kernel
 def lane_sum(a, off, n):
-    """sum(a[off:off+n]) in a fixed 8-lane order."""
-    z = a.dtype.type(0.0)
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
-    i = 0
-    while i + 8 <= n:
-        p = off + i
-        s0 += a[u64(p)]
-        s1 += a[u64(p + 1)]
-        s2 += a[u64(p + 2)]
-        s3 += a[u64(p + 3)]
-        s4 += a[u64(p + 4)]
-        s5 += a[u64(p + 5)]
-        s6 += a[u64(p + 6)]
-        s7 += a[u64(p + 7)]
-        i += 8
-    while i < n:
-        s0 += a[u64(off + i)]
-        i += 1
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    """sum(a[off:off+n]) in the vectorised order (see the module notes)."""
+    s = a.dtype.type(0.0)
+    for i in range(n):
+        s += a[u64(off + i)]
+    return s
 
 
-@kernel
+@reduction_kernel
 def lane_dot(a, ao, b, bo, n):
-    """sum(a[ao:ao+n] * b[bo:bo+n]) in a fixed 8-lane order."""
-    z = a.dtype.type(0.0)
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
-    i = 0
-    while i + 8 <= n:
-        p = ao + i
-        q = bo + i
-        s0 += a[u64(p)] * b[u64(q)]
-        s1 += a[u64(p + 1)] * b[u64(q + 1)]
-        s2 += a[u64(p + 2)] * b[u64(q + 2)]
-        s3 += a[u64(p + 3)] * b[u64(q + 3)]
-        s4 += a[u64(p + 4)] * b[u64(q + 4)]
-        s5 += a[u64(p + 5)] * b[u64(q + 5)]
-        s6 += a[u64(p + 6)] * b[u64(q + 6)]
-        s7 += a[u64(p + 7)] * b[u64(q + 7)]
-        i += 8
-    while i < n:
-        s0 += a[u64(ao + i)] * b[u64(bo + i)]
-        i += 1
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    """sum(a[ao:ao+n] * b[bo:bo+n]) in the vectorised order."""
+    s = a.dtype.type(0.0)
+    for i in range(n):
+        s += a[u64(ao + i)] * b[u64(bo + i)]
+    return s
 
 
 @kernel
