@@ -365,6 +365,9 @@ def test_epoch_shuffle_is_sklearns():
     np.array(["b", "a", "c", "a", "c", "b"], dtype=object),     # multiclass, objects
     np.array([2.0, -1.0, 7.0, 2.0]),                             # multiclass, floats
     np.array([4, 4, 4]),                                         # one class
+    np.array([0, 1, 1, 0]),                                      # 0/1: own index
+    np.array([2, 0, 1, 2, 0], dtype=np.uint8),                   # 0..k-1: own index
+    np.array([0, 0, 0]),                                         # 0 alone
 ])
 def test_label_indicator_is_label_binarizers(y):
     from sklearn.preprocessing import LabelBinarizer
