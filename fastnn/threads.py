@@ -97,7 +97,8 @@ class PathChooser:
     MAX_PROBE_EVERY) while it loses (at once MAX_PROBE_EVERY when a try of
     the loop loses by SLOWDOWN or more), at once when the path in use suddenly
     runs SLOWDOWN times slower than its median, and again at once while a try
-    wins; once both have SAMPLES timings, the lower median time per row
+    wins; with the loop in use, the pool is also tried by the clock (see
+    ``_pool_due``); once both have SAMPLES timings, the lower median time per row
     decides. Medians, because times on a loaded machine
     are bimodal; the first call (compilation or a cache load) is not timed.
     Measured: on the 2-core machine with a busy process on one core, the pool
@@ -120,6 +121,8 @@ class PathChooser:
     MAX_PROBE_EVERY = 1024
     SLOWDOWN = 1.5
     SETTLE_S = 0.15
+    POOL_RETRY_S = 0.25
+    POOL_RETRY_COST = 20
 
     def __init__(self):
         self.samples = {True: [], False: []}
@@ -129,6 +132,8 @@ class PathChooser:
         self.next_probe = 2 + self.SAMPLES       # after the untimed call and SAMPLES timed
         self.settle_end = 0.0
         self.unsettled = False                   # timings from before settle_end
+        self.pool_tried = time.perf_counter()    # when the pool last ran a call
+        self.pool_cost = 0.0                     # and how long that call took
 
     def begin(self):
         """A fit starts (see the class notes on SETTLE_S)."""
@@ -150,7 +155,23 @@ class PathChooser:
     def probing(self):
         """Whether the next call tries the path that is not the best (callers
         that can size their calls keep such a call short)."""
-        return self.calls + 1 >= self.next_probe
+        return self.calls + 1 >= self.next_probe or self._pool_due()
+
+    def _pool_due(self):
+        """On the loop, the pool is tried again at least every POOL_RETRY_S
+        seconds, not only every so many calls (but no sooner than
+        POOL_RETRY_COST times as long as its last try took, so these tries of
+        a pool that has turned very slow cost at most about 5%). A spell in
+        which the second core is busy elsewhere puts the loop in use, and
+        short calls (one epoch per fit, a few milliseconds a call) would
+        otherwise keep it there long after. Measured in bench/compare.py's W4
+        batch 200, five rounds of one-epoch fits: the default policy stayed
+        on the loop from round 2 on (55 ms an epoch) while the pool ran its
+        epochs in 34-38 ms."""
+        if self.best:
+            return False
+        wait = max(self.POOL_RETRY_S, self.POOL_RETRY_COST * self.pool_cost)
+        return time.perf_counter() - self.pool_tried >= wait
 
     def choose(self):
         """True: run this call on the pool; False: in a plain loop."""
@@ -159,6 +180,9 @@ class PathChooser:
             self.interval = min(2 * self.interval, self.MAX_PROBE_EVERY)
             self.next_probe = self.calls + self.interval
             return not self.best
+        if self._pool_due():
+            self.pool_tried = time.perf_counter()
+            return True
         return self.best
 
     @contextlib.contextmanager
@@ -172,6 +196,9 @@ class PathChooser:
 
     def record(self, parallel, seconds, rows):
         """The call just made took ``seconds`` for ``rows`` rows."""
+        if parallel:
+            self.pool_tried = time.perf_counter()
+            self.pool_cost = seconds
         if self.calls <= 1:
             return
         self._settle(time.perf_counter() - seconds)

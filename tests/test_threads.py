@@ -396,3 +396,38 @@ def test_path_chooser_keeps_trying_a_loop_that_loses_narrowly():
         runs.append(p)
     assert all(runs[:1 + PathChooser.SAMPLES])
     assert 4 <= runs.count(False) <= 8
+
+
+def test_path_chooser_returns_to_the_pool_soon_after_a_busy_spell(monkeypatch):
+    """A long spell with the second core busy puts the loop in use and its
+    count-based tries of the pool far apart; once the core is free the pool
+    is back within a fraction of a second, not a thousand calls later."""
+    ch, call, clock = _clocked_chooser(monkeypatch)
+    speed = {True: 0.001, False: 0.0016}
+    [call(speed) for _ in range(50)]
+    speed[True] = 0.0032                        # busy spell: pool twice the loop's time
+    spell = [call(speed) for _ in range(3000)]
+    assert spell[-10:] == [False] * 10
+    assert spell[100:].count(True) <= 3000 * 0.0016 / ch.POOL_RETRY_S + 5
+    speed[True] = 0.001                         # free again
+    t0 = clock[0]
+    after = [call(speed) for _ in range(600)]
+    back = next(i for i in range(len(after)) if after[i:i + 10] == [True] * 10)
+    assert clock[0] > t0 and back * 0.0016 <= 2 * ch.POOL_RETRY_S
+
+
+def test_path_chooser_tries_a_very_slow_pool_rarely(monkeypatch):
+    """The clock's tries of the pool come no sooner than POOL_RETRY_COST
+    times as long as the last try took (a pool stalled by hand-offs costs at
+    most about 5% more than the tries counted in calls, at doubling
+    intervals up to MAX_PROBE_EVERY calls)."""
+    ch, call, clock = _clocked_chooser(monkeypatch)
+    speed = {True: 0.001, False: 0.002}
+    [call(speed) for _ in range(20)]
+    speed[True] = 0.1                           # every hand-off waits a time slice
+    runs = [call(speed) for _ in range(1000)]
+    t0 = clock[0]
+    runs = [call(speed) for _ in range(6000)]
+    counted = 6000 // ch.MAX_PROBE_EVERY + 1
+    by_clock = (clock[0] - t0) / (ch.POOL_RETRY_COST * speed[True]) + 1
+    assert runs[-5:] == [False] * 5 and runs.count(True) <= counted + by_clock
