@@ -13,8 +13,8 @@ see ``model.TRANSPOSE_MIN_WEIGHTS``).
 Narrow layers use these loops; wide ones ``np.dot`` (scipy's OpenBLAS gemm,
 into preallocated output, no allocation): a gemm call costs about 0.1 us
 before any work, which narrow layers cannot repay. The choice is the model's,
-by shape and batch size. Sums over rows (dW, db) use the fixed 8-lane order
-of ``reduce.py``; BLAS gemm splits work over output blocks, never over the
+by shape and batch size. Sums over rows (dW, db) use the fixed vectorised
+order of ``reduce.py``; BLAS gemm splits work over output blocks, never over the
 summed dimension, so neither depends on the thread count (tested).
 """
 

@@ -4,9 +4,9 @@ Feature-major buffers put a layer's batch in one contiguous run, so column
 sums (bias and weight gradients, BatchNorm statistics, the batch loss, the
 L2 term) are sums over a contiguous run. A plain loop ``s += a[i]`` vectorises
 only with reassociation, allowed here and nowhere else
-(``config.reduction_kernel``): LLVM then keeps vector-wide partial sums
-(4 x 16 lanes of float32 on AVX-512) and adds them in a fixed tree at the
-end. The order is chosen once, when the kernel is compiled for the machine;
+(``config.reduction_kernel``): LLVM then keeps the partial sums in vector
+registers (512-bit ones on this AVX-512 machine) and adds them in a fixed
+tree at the end. The order is chosen once, when the kernel is compiled for the machine;
 it depends on the data and the length only, never on the number of threads.
 
 (These were hand-interleaved 8-lane loops, meant for the SLP vectoriser,
