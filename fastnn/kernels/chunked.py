@@ -34,7 +34,14 @@ import numpy as np
 
 from .config import kernel, parallel_kernel
 from .losses import loss_grad_part
-from .network import TRAINING, gather_batch, network_backward, network_forward, reported_loss
+from .network import (
+    TRAINING,
+    batch_weight,
+    gather_batch,
+    network_backward,
+    network_forward,
+    reported_loss,
+)
 from .optimizers import batch_l2, optimizer_update
 from .reduce import ZERO, u64
 
@@ -123,12 +130,7 @@ def train_chunked(X, T, sw, order, start, stop, batch_size, epoch_rows, n_chunks
     while b0 < stop:
         rows = min(batch_size, stop - b0, epoch_rows - b0 % epoch_rows)
         nc = min(n_chunks, max(-(-rows // chunk_rows), rows // 32))
-        if sw.shape[0] > 0:
-            wsum = 0.0
-            for i in range(rows):
-                wsum += sw[order[u64(b0 + i)]]
-        else:
-            wsum = float(rows)
+        wsum = batch_weight(sw, order, b0, rows)
         step = tstep[0] + 1
         if parallel:
             chunks_parallel(nc, X, T, sw, order, b0, rows, spec, fspec, use_blas, params,

@@ -212,6 +212,18 @@ def scatter_block(buf, off, rows, out, b0):
 
 
 @kernel
+def batch_weight(sw, order, b0, rows):
+    """The weight total of the batch order[b0:b0+rows]: the sum of its rows'
+    weights ``sw``, in row order (its row count when ``sw`` is empty)."""
+    if sw.shape[0] == 0:
+        return float(rows)
+    total = 0.0
+    for i in range(rows):
+        total += sw[order[u64(b0 + i)]]
+    return total
+
+
+@kernel
 def reported_loss(data_loss, l2_loss, scale):
     """The batch loss recorded: data_loss + l2_loss, or with ``scale`` s != 1
     scikit-learn's multi-output squared error, data_loss + s * l2_loss (see
@@ -258,11 +270,8 @@ def train_batches(X, T, sw, order, start, stop, batch_size, epoch_rows,
                                   loss_code, d0, ZERO)
         network_backward(spec, fspec, params, grads, bnbuf, acts, work, rows, use_blas,
                          d0, d1)
-        wtot = float(rows)          # the batch's weight total (per-row L2 divides by it)
-        if weighted and l2_per_row:
-            wtot = 0.0
-            for i in range(rows):
-                wtot += sw[order[u64(b0 + i)]]
+        # the batch's weight total: per-row L2 divides by it
+        wtot = batch_weight(sw, order, b0, rows) if l2_per_row else float(rows)
         l2_step, l2_loss = batch_l2(spec, params, l2, wtot, l2_per_row)
         data_loss = loss
         loss = data_loss + l2_loss
