@@ -225,11 +225,10 @@ def batch_weight(sw, order, b0, rows):
 
 @kernel
 def reported_loss(data_loss, l2_loss, scale):
-    """The batch loss recorded: data_loss + l2_loss, or with ``scale`` s != 1
-    scikit-learn's multi-output squared error, data_loss + s * l2_loss (see
-    ``train_batches``)."""
-    if scale == 1.0:
-        return data_loss + l2_loss
+    """The batch loss recorded: data_loss + scale * l2_loss; ``scale`` is 1
+    except for scikit-learn's multi-output squared error (see
+    ``train_batches``). With 1 the product is exact, fused or not, so the sum
+    is data_loss + l2_loss to the bit."""
     return data_loss + l2_loss * scale
 
 
