@@ -379,6 +379,38 @@ def test_label_indicator_is_label_binarizers(y):
     np.testing.assert_array_equal(got, want)
 
 
+
+@pytest.mark.parametrize("y", [
+    np.array([3, 1, 3, 3, 1]),                                   # binary
+    np.array([0, 1, 1, 0]),
+    np.array([4, 4, 4]),                                         # one class
+    np.array([2, 0, 1, 2, 0], dtype=np.uint8),
+    np.array([-5, 7, 0, 7], dtype=np.int32),                     # negative: sorted once
+    np.array([0, 10**12, 3]),                                    # too far apart to count
+    np.array([2**63, 5], dtype=np.uint64),
+    np.array(["b", "a", "c", "a"], dtype=object),               # scikit-learn's own fit
+    np.array([2.0, -1.0, 7.0, 2.0]),
+    np.array([[1, 0], [0, 1], [1, 1]]),                          # multi-label
+])
+def test_fitted_label_binarizer_is_label_binarizers(y):
+    from sklearn.preprocessing import LabelBinarizer
+
+    from fastnn.sklearn import _fit_label_binarizer
+    got, want = _fit_label_binarizer(y), LabelBinarizer().fit(y)
+    assert (got.y_type_, got.sparse_input_) == (want.y_type_, want.sparse_input_)
+    assert got.classes_.dtype == want.classes_.dtype
+    np.testing.assert_array_equal(got.classes_, want.classes_)
+    np.testing.assert_array_equal(got.transform(y), want.transform(y))
+
+
+@pytest.mark.parametrize("cls", [fastnn.MLPClassifier, fastnn.MLPRegressor])
+def test_fit_rejects_x_too_large_for_float32(cls):
+    X = np.ones((20, 3))
+    X[4, 1] = 1e39                       # finite in float64, inf in float32
+    with pytest.raises(ValueError, match="too large"):
+        cls(max_iter=2).fit(X, np.arange(20) % 2)
+    cls(max_iter=2, dtype="float64").fit(X, np.arange(20) % 2)   # fine in float64
+
 def test_digits_accuracy_close_to_sklearn():
     X, y = load_digits(return_X_y=True)
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
