@@ -85,3 +85,11 @@ def test_compare_prints_a_table(capsys):
     out = capsys.readouterr().out
     assert "| Workload | Contender | Threads | Time | × fastnn | Accuracy | Loss |" in out
     assert "| reference |" in out and "W1 reference / fastnn" in out
+
+
+def test_core_pair_runs():
+    from bench import core_pair
+    alone, pair = core_pair.measure((8, 8, 8), repeats=1, target_s=1e-5)
+    assert alone > 0 and pair > 0
+    alone, pair = core_pair.chunk_pair(repeats=1, n=2_000, reps=2)
+    assert alone > 0 and pair > 0

@@ -1,0 +1,152 @@
+"""What running two chunks at once costs each: work of fastnn's chunk shapes
+timed alone on one thread, then two at once (a Numba ``prange`` over two,
+BLAS pinned to one thread, as the parallel chunk pass runs).
+
+* one-thread float32 GEMMs of chunk shapes: each core's GFLOP/s both ways;
+* a whole training chunk (``kernels.chunked.chunk_step``: gather, forward,
+  loss, backward) of the tabular estimator workload (50-64-64-1, batch 200
+  split in two chunks of 100 rows): one chunk alone against
+  ``chunks_parallel`` running both.
+
+    python bench/core_pair.py [--repeats N]
+
+Measured on the 2-vCPU machine of PERF-NOTES.md (session 8): large products
+keep 0.96 of their speed, the small chunk products 0.81-0.89 (the fork-join,
+about 1.1 us, is a sixth of a 7 us product), and a whole tabular chunk pair
+takes 1.2-1.35x one chunk alone (60-69 against 47-51 us): two cores give
+that pass 1.5-1.65x, not 2x.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):          # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numba
+import numpy as np
+import scipy.linalg  # noqa: F401  (load the BLAS numba's np.dot calls before pinning it)
+from threadpoolctl import threadpool_limits
+
+# (rows, n_in, n_out): a chunk's forward product rows x n_in @ n_in x n_out
+SHAPES = ((100, 64, 64), (100, 64, 100), (64, 784, 256), (200, 200, 200))
+
+
+@numba.njit(cache=False)
+def _one(reps, A, B, C):
+    for _ in range(reps):
+        np.dot(A[0], B[0], C[0])
+    return 0
+
+
+@numba.njit(parallel=True, cache=False)
+def _pair_once(A, B, C):
+    for c in numba.prange(2):
+        np.dot(A[c], B[c], C[c])
+    return 0
+
+
+@numba.njit(cache=False)
+def _pair(reps, A, B, C):
+    for _ in range(reps):
+        _pair_once(A, B, C)
+    return 0
+
+
+def measure(shape, repeats=5, target_s=0.05):
+    """(GFLOP/s of one GEMM alone, GFLOP/s per core of two at once)."""
+    rows, n_in, n_out = shape
+    rng = np.random.default_rng(0)
+    A = rng.random((2, rows, n_in), dtype=np.float32)
+    B = rng.random((2, n_in, n_out), dtype=np.float32)
+    C = np.zeros((2, rows, n_out), np.float32)
+    flops = 2.0 * rows * n_in * n_out
+    reps = max(5, int(target_s * 1e11 / flops))
+    best = {}
+    with threadpool_limits(1, user_api="blas"):
+        _one(1, A, B, C)
+        _pair(1, A, B, C)
+        for _ in range(repeats):
+            for name, fn in (("alone", _one), ("pair", _pair)):
+                t = time.perf_counter()
+                fn(reps, A, B, C)
+                dt = (time.perf_counter() - t) / reps
+                best[name] = min(best.get(name, np.inf), dt)
+    return flops / best["alone"] / 1e9, flops / best["pair"] / 1e9
+
+
+def chunk_pair(repeats=5, n=20_000, reps=400):
+    """(us for one tabular chunk alone, us for the two chunks in parallel)."""
+    import warnings
+
+    import fastnn
+    from fastnn.kernels.chunked import chunk_step, chunks_parallel
+    from fastnn.trainer import _Buffers
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 50)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = fastnn.MLPClassifier(hidden_layer_sizes=(64, 64), max_iter=1,
+                                   random_state=0).fit(X[:1000], y[:1000])._net
+    buf = _Buffers(net, 200)
+    c = buf.chunks
+    net._use_blas = net._blas_layers(buf.chunk_rows)
+    T = y[:, None].astype(np.float32)
+    sw = np.zeros(0, np.float32)
+    order = rng.permutation(n).astype(np.int64)
+    args = (X, T, sw, order, net._spec, net._fspec, net._use_blas, net._params.copy(),
+            net._state, buf.bnbuf, c.acts2, c.work2, c.d02, c.d12, c.tb2, c.wb2, c.grads2,
+            net._loss_code, c.closs, c.ccorr)
+
+    @numba.njit(cache=False)
+    def alone(reps, X, T, sw, order, spec, fspec, use_blas, params, state, bnbuf, acts2,
+              work2, d02, d12, tb2, wb2, grads2, loss_code, closs, ccorr):
+        for i in range(reps):
+            chunk_step(0, 2, X, T, sw, order, (i % 50) * 200, 200, spec, fspec, use_blas,
+                       params, state, bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2,
+                       loss_code, 200.0, 0, 1, closs, ccorr)
+        return 0
+
+    @numba.njit(cache=False)
+    def pair(reps, X, T, sw, order, spec, fspec, use_blas, params, state, bnbuf, acts2,
+             work2, d02, d12, tb2, wb2, grads2, loss_code, closs, ccorr):
+        for i in range(reps):
+            chunks_parallel(2, X, T, sw, order, (i % 50) * 200, 200, spec, fspec, use_blas,
+                            params, state, bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2,
+                            loss_code, 200.0, 0, 1, closs, ccorr)
+        return 0
+
+    best = {}
+    with threadpool_limits(1, user_api="blas"):
+        alone(1, *args)
+        pair(1, *args)
+        for _ in range(repeats):
+            for name, fn in (("alone", alone), ("pair", pair)):
+                t = time.perf_counter()
+                fn(reps, *args)
+                best[name] = min(best.get(name, np.inf), (time.perf_counter() - t) / reps)
+    return best["alone"] * 1e6, best["pair"] * 1e6
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    print("| chunk GEMM (rows x in @ in x out) | alone GFLOP/s | per core, two at once | ratio |")
+    print("|---|---:|---:|---:|")
+    for shape in SHAPES:
+        alone, pair = measure(shape, args.repeats)
+        print(f"| {shape[0]} x {shape[1]} @ {shape[1]} x {shape[2]} | {alone:.0f} | "
+              f"{pair:.0f} | {pair / alone:.2f} |")
+    alone, pair = chunk_pair(args.repeats)
+    print(f"\nTabular training chunk (100 rows of 50-64-64-1): {alone:.1f} us alone, "
+          f"{pair:.1f} us for two at once ({pair / alone:.2f}x one: 1.00 would be "
+          "perfect parallelism, 2.00 none)")
+
+
+if __name__ == "__main__":
+    main()
