@@ -13,8 +13,8 @@ BLAS pinned to one thread, as the parallel chunk pass runs).
 Measured on the 2-vCPU machine of PERF-NOTES.md (session 8): large products
 keep 0.96 of their speed, the small chunk products 0.81-0.89 (the fork-join,
 about 1.1 us, is a sixth of a 7 us product), and a whole tabular chunk pair
-takes 1.2-1.35x one chunk alone (60-69 against 47-51 us): two cores give
-that pass 1.5-1.65x, not 2x.
+took 1.1-1.7x one chunk alone across runs (51-82 against 47-51 us; the
+spread is the shared host's): two cores give that pass 1.2-1.8x, not 2x.
 """
 
 import argparse
@@ -94,29 +94,34 @@ def chunk_pair(repeats=5, n=20_000, reps=400):
     buf = _Buffers(net, 200)
     c = buf.chunks
     net._use_blas = net._blas_layers(buf.chunk_rows)
-    T = y[:, None].astype(np.float32)
+    T = np.ascontiguousarray(y[:, None], dtype=np.float32)
     sw = np.zeros(0, np.float32)
     order = rng.permutation(n).astype(np.int64)
-    args = (X, T, sw, order, net._spec, net._fspec, net._use_blas, net._params.copy(),
+    args = (2, 200, 200.0, 0, 1, X, T, sw, order, net._spec, net._fspec, net._use_blas,
+            net._params.copy(),
             net._state, buf.bnbuf, c.acts2, c.work2, c.d02, c.d12, c.tb2, c.wb2, c.grads2,
             net._loss_code, c.closs, c.ccorr)
 
+    # every scalar a variable of the trainer's types (int64, float64): a
+    # literal would compile the kernels once more for Literal[int] arguments
     @numba.njit(cache=False)
-    def alone(reps, X, T, sw, order, spec, fspec, use_blas, params, state, bnbuf, acts2,
-              work2, d02, d12, tb2, wb2, grads2, loss_code, closs, ccorr):
+    def alone(reps, nc, rows, wsum, seed, step, X, T, sw, order, spec, fspec, use_blas,
+              params, state, bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2, loss_code,
+              closs, ccorr):
         for i in range(reps):
-            chunk_step(0, 2, X, T, sw, order, (i % 50) * 200, 200, spec, fspec, use_blas,
-                       params, state, bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2,
-                       loss_code, 200.0, 0, 1, closs, ccorr)
+            chunk_step(i - i, nc, X, T, sw, order, (i % 50) * rows, rows, spec, fspec,
+                       use_blas, params, state, bnbuf, acts2, work2, d02, d12, tb2, wb2,
+                       grads2, loss_code, wsum, seed, step, closs, ccorr)
         return 0
 
     @numba.njit(cache=False)
-    def pair(reps, X, T, sw, order, spec, fspec, use_blas, params, state, bnbuf, acts2,
-             work2, d02, d12, tb2, wb2, grads2, loss_code, closs, ccorr):
+    def pair(reps, nc, rows, wsum, seed, step, X, T, sw, order, spec, fspec, use_blas,
+             params, state, bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2, loss_code,
+             closs, ccorr):
         for i in range(reps):
-            chunks_parallel(2, X, T, sw, order, (i % 50) * 200, 200, spec, fspec, use_blas,
+            chunks_parallel(nc, X, T, sw, order, (i % 50) * rows, rows, spec, fspec, use_blas,
                             params, state, bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2,
-                            loss_code, 200.0, 0, 1, closs, ccorr)
+                            loss_code, wsum, seed, step, closs, ccorr)
         return 0
 
     best = {}
