@@ -991,7 +991,7 @@ def _fit_label_binarizer(y):
     the unique values): the classes are counted when they are small
     non-negative integers, else taken once; ``y_type_`` follows from their
     number as ``type_of_target`` gives it for integers (at most 2: binary).
-    Measured on 100,000 labels: 0.3 against 4.6 ms."""
+    Measured on 100,000 labels: 0.2 against 4.6 ms."""
     lb = LabelBinarizer()
     if not (isinstance(y, np.ndarray) and y.ndim == 1 and y.dtype.kind in "iu" and y.size):
         return lb.fit(y)

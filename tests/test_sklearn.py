@@ -379,7 +379,6 @@ def test_label_indicator_is_label_binarizers(y):
     np.testing.assert_array_equal(got, want)
 
 
-
 @pytest.mark.parametrize("y", [
     np.array([3, 1, 3, 3, 1]),                                   # binary
     np.array([0, 1, 1, 0]),
@@ -410,6 +409,7 @@ def test_fit_rejects_x_too_large_for_float32(cls):
     with pytest.raises(ValueError, match="too large"):
         cls(max_iter=2).fit(X, np.arange(20) % 2)
     cls(max_iter=2, dtype="float64").fit(X, np.arange(20) % 2)   # fine in float64
+
 
 def test_digits_accuracy_close_to_sklearn():
     X, y = load_digits(return_X_y=True)
