@@ -55,6 +55,21 @@ def _pair(reps, A, B, C):
     return 0
 
 
+def _best_seconds(alone, pair, reps, args, repeats):
+    """Best seconds per call of ``alone(reps, *args)`` and ``pair(reps, *args)``
+    over ``repeats`` alternated runs (each compiled first), BLAS on one thread."""
+    best = [np.inf, np.inf]
+    with threadpool_limits(1, user_api="blas"):
+        alone(1, *args)
+        pair(1, *args)
+        for _ in range(repeats):
+            for k, fn in enumerate((alone, pair)):
+                t = time.perf_counter()
+                fn(reps, *args)
+                best[k] = min(best[k], (time.perf_counter() - t) / reps)
+    return best[0], best[1]
+
+
 def measure(shape, repeats=5, target_s=0.05):
     """(GFLOP/s of one GEMM alone, GFLOP/s per core of two at once)."""
     rows, n_in, n_out = shape
@@ -64,17 +79,8 @@ def measure(shape, repeats=5, target_s=0.05):
     C = np.zeros((2, rows, n_out), np.float32)
     flops = 2.0 * rows * n_in * n_out
     reps = max(5, int(target_s * 1e11 / flops))
-    best = {}
-    with threadpool_limits(1, user_api="blas"):
-        _one(1, A, B, C)
-        _pair(1, A, B, C)
-        for _ in range(repeats):
-            for name, fn in (("alone", _one), ("pair", _pair)):
-                t = time.perf_counter()
-                fn(reps, A, B, C)
-                dt = (time.perf_counter() - t) / reps
-                best[name] = min(best.get(name, np.inf), dt)
-    return flops / best["alone"] / 1e9, flops / best["pair"] / 1e9
+    alone, pair = _best_seconds(_one, _pair, reps, (A, B, C), repeats)
+    return flops / alone / 1e9, flops / pair / 1e9
 
 
 def chunk_pair(repeats=5, n=20_000, reps=400):
@@ -98,9 +104,8 @@ def chunk_pair(repeats=5, n=20_000, reps=400):
     sw = np.zeros(0, np.float32)
     order = rng.permutation(n).astype(np.int64)
     args = (2, 200, 200.0, 0, 1, X, T, sw, order, net._spec, net._fspec, net._use_blas,
-            net._params.copy(),
-            net._state, buf.bnbuf, c.acts2, c.work2, c.d02, c.d12, c.tb2, c.wb2, c.grads2,
-            net._loss_code, c.closs, c.ccorr)
+            net._params.copy(), net._state, buf.bnbuf, c.acts2, c.work2, c.d02, c.d12,
+            c.tb2, c.wb2, c.grads2, net._loss_code, c.closs, c.ccorr)
 
     # every scalar a variable of the trainer's types (int64, float64): a
     # literal would compile the kernels once more for Literal[int] arguments
@@ -109,7 +114,7 @@ def chunk_pair(repeats=5, n=20_000, reps=400):
               params, state, bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2, loss_code,
               closs, ccorr):
         for i in range(reps):
-            chunk_step(i - i, nc, X, T, sw, order, (i % 50) * rows, rows, spec, fspec,
+            chunk_step(np.int64(0), nc, X, T, sw, order, (i % 50) * rows, rows, spec, fspec,
                        use_blas, params, state, bnbuf, acts2, work2, d02, d12, tb2, wb2,
                        grads2, loss_code, wsum, seed, step, closs, ccorr)
         return 0
@@ -124,16 +129,8 @@ def chunk_pair(repeats=5, n=20_000, reps=400):
                             loss_code, wsum, seed, step, closs, ccorr)
         return 0
 
-    best = {}
-    with threadpool_limits(1, user_api="blas"):
-        alone(1, *args)
-        pair(1, *args)
-        for _ in range(repeats):
-            for name, fn in (("alone", alone), ("pair", pair)):
-                t = time.perf_counter()
-                fn(reps, *args)
-                best[name] = min(best.get(name, np.inf), (time.perf_counter() - t) / reps)
-    return best["alone"] * 1e6, best["pair"] * 1e6
+    t_alone, t_pair = _best_seconds(alone, pair, reps, args, repeats)
+    return t_alone * 1e6, t_pair * 1e6
 
 
 def main(argv=None):
