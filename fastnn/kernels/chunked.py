@@ -75,19 +75,22 @@ def chunk_step(c, n_chunks, X, T, sw, order, b0, rows, spec, fspec, use_blas, pa
 
 @kernel
 def update_block(blk, n_chunks, grads2, params, wmask, l2, opt_code, hp, s1, s2, step):
-    """Block blk of the parameters: grads2[0] = the sum of the chunks'
-    gradients (in chunk order), then the optimizer's update with L2."""
+    """Block blk of the parameters: the optimizer's update with L2 from the
+    sum of the chunks' gradients, in chunk order (grads2[0] gets all but the
+    last one's, which the update adds as it reads)."""
     n = params.shape[0]
     p0 = blk * UPDATE_BLOCK
     p1 = min(n, p0 + UPDATE_BLOCK)
     G = grads2[0]
-    for c in range(1, n_chunks):
+    for c in range(1, n_chunks - 1):
         Gc = grads2[c]
         for p in range(p0, p1):
             G[u64(p)] += Gc[u64(p)]
+    # the last chunk's gradient is added in the update's own pass (same order)
+    last = grads2[n_chunks - 1][p0:p1] if n_chunks > 1 else G[p0:p0]
     S2 = s2[p0:p1] if s2.shape[0] > 0 else s2
-    optimizer_update(opt_code, params[p0:p1], G[p0:p1], s1[p0:p1], S2, wmask[p0:p1], hp,
-                     step, l2)
+    optimizer_update(opt_code, params[p0:p1], G[p0:p1], last, s1[p0:p1], S2, wmask[p0:p1],
+                     hp, step, l2)
 
 
 @parallel_kernel

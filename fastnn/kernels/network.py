@@ -278,7 +278,7 @@ def train_batches(X, T, sw, order, start, stop, batch_size, epoch_rows,
             losses[u64(loss_at + done)] = loss
             return done
         tstep[0] = step
-        optimizer_update(opt_code, params, grads, s1, s2, wmask, hp, step, l2_step)
+        optimizer_update(opt_code, params, grads, grads[:0], s1, s2, wmask, hp, step, l2_step)
         losses[u64(loss_at + done)] = reported_loss(data_loss, l2_loss, loss_scale)
         corrects[u64(loss_at + done)] = correct
         done += 1
