@@ -7,8 +7,41 @@ import numpy as np
 from . import _validate, registry
 
 
+class _Param:
+    """A layer attribute that is a view into the model's buffers (``W``,
+    ``b``, ``gamma``, ``beta``, ``running_mean``, ``running_var``): ``None``
+    until the model is built, then the live view. Assigning to it copies the
+    value into the view, so ``layer.W = new`` changes the model as
+    ``layer.W[...] = new`` does (a plain attribute would silently replace
+    the view and leave the model as it was); the shape must match."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+        self.slot = "_" + name
+
+    def __get__(self, layer, owner=None):
+        return self if layer is None else layer.__dict__.get(self.slot)
+
+    def __set__(self, layer, value):
+        view = layer.__dict__.get(self.slot)
+        name = f"{type(layer).__name__}.{self.name}"
+        if view is None:
+            raise ValueError(f"{name} does not exist until the model is built "
+                             "(give Sequential an input_dim, or fit it)")
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be an array of numbers, got dtype {arr.dtype}")
+        if arr.shape != view.shape:
+            raise ValueError(f"{name} must have shape {view.shape}, got {arr.shape}")
+        view[...] = arr
+
+
 class Layer:
     kind = None
+
+    def _bind(self, name, view):
+        """Point parameter attribute ``name`` at ``view`` (the model's buffer)."""
+        self.__dict__["_" + name] = view
 
     def _param_shapes(self, n_in):
         """[(name, shape, is_weight)] in buffer order."""
@@ -28,6 +61,8 @@ class Layer:
 class Dense(Layer):
     """Fully connected layer: ``A = activation(X @ W + b)``, W (in, out)."""
     kind = "dense"
+    W = _Param()
+    b = _Param()
 
     def __init__(self, units, activation="identity", init="auto", use_bias=True):
         self.units = _validate.positive_int(units, "units")
@@ -36,8 +71,8 @@ class Dense(Layer):
         if not isinstance(use_bias, (bool, np.bool_)):
             raise TypeError(f"use_bias must be a bool, got {use_bias!r}")
         self.use_bias = bool(use_bias)
-        self.W = None
-        self.b = None
+        self._bind("W", None)
+        self._bind("b", None)
 
     def _param_shapes(self, n_in):
         shapes = [("W", (n_in, self.units), True)]
@@ -76,11 +111,16 @@ class BatchNorm(Layer):
     in training, running statistics (``running_mean``/``running_var``) in
     inference. ``momentum`` weights the old running value."""
     kind = "batchnorm"
+    gamma = _Param()
+    beta = _Param()
+    running_mean = _Param()
+    running_var = _Param()
 
     def __init__(self, momentum=0.9, eps=1e-5):
         self.momentum = _validate.real(momentum, "momentum", 0.0, 1.0)
         self.eps = _validate.real(eps, "eps", 0.0, low_open=True)
-        self.gamma = self.beta = self.running_mean = self.running_var = None
+        for name in ("gamma", "beta", "running_mean", "running_var"):
+            self._bind(name, None)
 
     def _param_shapes(self, n_in):
         return [("gamma", (n_in,), False), ("beta", (n_in,), False)]

@@ -163,22 +163,20 @@ class Sequential:
         for l, layer in enumerate(self.layers):
             for name, shape, is_weight in layer._param_shapes(width):
                 o = offsets[l][name]
-                run = params[o:o + int(np.prod(shape))]
+                size = int(np.prod(shape))
                 if name == "W" and spec[l, codes.K_WT]:
-                    view = run.reshape(shape[::-1]).T
-                    perm[o:o + run.size] = o + np.arange(run.size).reshape(shape).T.ravel()
-                else:
-                    view = run.reshape(shape)
-                setattr(layer, name, view)
+                    perm[o:o + size] = o + np.arange(size).reshape(shape).T.ravel()
                 if is_weight:
-                    wmask[o:o + view.size] = 1
+                    wmask[o:o + size] = 1
+            width = layer._output_width(width)
+        self._params, self._state, self._spec = params, state, spec
+        self._bind_views()
+        width = n_in
+        for layer in self.layers:
             if isinstance(layer, Dense):
                 layer.W[...] = layer._initial_weights(rng, width, self.dtype)
             elif isinstance(layer, BatchNorm):
                 layer.gamma[...] = 1
-                s = spec[l, codes.K_S]
-                layer.running_mean = state[s:s + width]
-                layer.running_var = state[s + width:s + 2 * width]
                 layer.running_var[...] = 1
             width = layer._output_width(width)
 
@@ -192,6 +190,33 @@ class Sequential:
         self._built = True
         if self._compiled:
             self._apply_output_activation()
+
+    def _bind_views(self):
+        """Point every layer's parameter attributes (W, b, gamma, beta,
+        running_mean, running_var) at their runs of ``_params``/``_state``,
+        as ``_spec`` lays them out."""
+        spec = self._spec
+        for l, layer in enumerate(self.layers):
+            n_in, n_out = int(spec[l, codes.K_IN]), int(spec[l, codes.K_OUT])
+            w, b = int(spec[l, codes.K_W]), int(spec[l, codes.K_B])
+            if isinstance(layer, Dense):
+                run = self._params[w:w + n_in * n_out]
+                layer._bind("W", run.reshape(n_out, n_in).T if spec[l, codes.K_WT]
+                            else run.reshape(n_in, n_out))
+                layer._bind("b", self._params[b:b + n_out] if b >= 0 else None)
+            elif isinstance(layer, BatchNorm):
+                s = int(spec[l, codes.K_S])
+                layer._bind("gamma", self._params[w:w + n_in])
+                layer._bind("beta", self._params[b:b + n_in])
+                layer._bind("running_mean", self._state[s:s + n_in])
+                layer._bind("running_var", self._state[s + n_in:s + 2 * n_in])
+
+    def __setstate__(self, state):
+        # copy.deepcopy and pickle copy each layer's views as arrays of their
+        # own: point them back into the copied buffers
+        self.__dict__.update(state)
+        if self._built:
+            self._bind_views()
 
     @property
     def n_params(self):

@@ -258,6 +258,54 @@ def test_weight_views_are_live_and_writable():
     assert list(m.predict(np.ones((3, 2)))) == [1, 1, 1]
 
 
+def test_assigning_a_weight_attribute_writes_into_the_model():
+    m = fnn.Sequential([fnn.Dense(4, activation="tanh"), fnn.BatchNorm(), fnn.Dense(3)],
+                       input_dim=2, seed=0)
+    m.compile("softmax_cross_entropy", fnn.SGD())
+    W = m.layers[2].W
+    m.layers[2].W = np.zeros((4, 3))           # float64 into the float32 view
+    m.layers[2].b = [0, 5, 0]
+    assert m.layers[2].W is W and not W.any()
+    m.layers[1].running_var = np.full(4, 2.0)
+    assert (m._state[4:] == 2).all()
+    m.fit(np.zeros((2, 2), np.float32), [0, 1], epochs=0)
+    assert list(m.predict(np.ones((3, 2)))) == [1, 1, 1]
+    before = m._params.copy()
+    with pytest.raises(ValueError, match=r"Dense.W must have shape \(4, 3\)"):
+        m.layers[2].W = np.zeros((3, 4))
+    with pytest.raises(TypeError, match="Dense.b"):
+        m.layers[2].b = ["a", "b", "c"]
+    assert m._params.tobytes() == before.tobytes()
+    with pytest.raises(ValueError, match="until the model is built"):
+        fnn.Dense(3).W = np.zeros((2, 3))
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_model_owns_its_weights(how):
+    import copy
+    import pickle
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 30))
+    y = rng.integers(0, 2, 40)
+    m = fnn.Sequential([fnn.Dense(300, activation="relu"), fnn.BatchNorm(),
+                        fnn.Dense(2, use_bias=False)], seed=0)   # big first layer: transposed
+    m.compile("softmax_cross_entropy", fnn.Adam())
+    m.fit(X, y, epochs=1)
+    c = copy.deepcopy(m) if how == "deepcopy" else pickle.loads(pickle.dumps(m))
+    assert np.array_equal(c.predict_proba(X), m.predict_proba(X))
+    for layer in c.layers:
+        for name in ("W", "b", "gamma", "beta"):
+            view = getattr(layer, name, None)
+            if view is not None:
+                assert np.shares_memory(view, c._params)
+    assert c.layers[2].b is None
+    saved = m.get_weights()
+    c.fit(X, y, epochs=2)
+    assert m.get_weights().tobytes() == saved.tobytes()
+    Z = np.maximum(X @ c.layers[0].W + c.layers[0].b, 0)      # the copy's live views
+    assert not np.array_equal(Z, np.maximum(X @ m.layers[0].W + m.layers[0].b, 0))
+
+
 def test_fit_continues_optimizer_state():
     """Two fits of one epoch equal one fit of two epochs (shuffle off)."""
     rng = np.random.default_rng(3)
