@@ -169,22 +169,19 @@ class Sequential:
                 if is_weight:
                     wmask[o:o + size] = 1
             width = layer._output_width(width)
-        self._params, self._state, self._spec = params, state, spec
-        self._bind_views()
-        width = n_in
-        for layer in self.layers:
-            if isinstance(layer, Dense):
-                layer.W[...] = layer._initial_weights(rng, width, self.dtype)
-            elif isinstance(layer, BatchNorm):
-                layer.gamma[...] = 1
-                layer.running_var[...] = 1
-            width = layer._output_width(width)
 
         self.input_dim = n_in
         self._params, self._wmask, self._state = params, wmask, state
         self._perm = perm if spec[:, codes.K_WT].any() else None
         self._spec, self._fspec, self._use_blas = spec, fspec, use_blas
         self._widths = widths
+        self._bind_views()
+        for layer, width in zip(self.layers, widths):     # widths[l]: layer l's input
+            if isinstance(layer, Dense):
+                layer.W[...] = layer._initial_weights(rng, width, self.dtype)
+            elif isinstance(layer, BatchNorm):
+                layer.gamma[...] = 1
+                layer.running_var[...] = 1
         self._use_blas = self._blas_layers(32)   # reset per batch size by fit
         self._opt_state = None
         self._built = True
