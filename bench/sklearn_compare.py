@@ -1,7 +1,7 @@
 """fastnn.MLPClassifier against scikit-learn's MLPClassifier, same settings,
 whole ``fit`` calls, interleaved round by round; prints a markdown table.
 
-    python bench/sklearn_compare.py [--rounds N] [--quick]
+    python bench/sklearn_compare.py [--rounds N] [--quick] [--workloads digits,...]
 
 Workloads:
 
@@ -126,15 +126,26 @@ def run_workload(name, data, rounds):
     return rows, statistics.median(ratios)
 
 
+WORKLOADS = ("digits", "tabular-b32", "tabular-b200", "tabular-lbfgs")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="20,000 tabular rows")
+    parser.add_argument("--workloads", default=None,
+                        help="comma-separated subset of: " + ", ".join(WORKLOADS))
     args = parser.parse_args(argv)
     n = 20_000 if args.quick else 100_000
     workloads = {"digits": digits, "tabular-b32": lambda: tabular(32, n),
                  "tabular-b200": lambda: tabular(200, n),
                  "tabular-lbfgs": lambda: tabular_lbfgs(n // 5)}
+    if args.workloads:
+        chosen = args.workloads.split(",")
+        unknown = sorted(set(chosen) - set(workloads))
+        if unknown:
+            parser.error(f"unknown workloads {unknown}; choose from {list(workloads)}")
+        workloads = {k: v for k, v in workloads.items() if k in chosen}
     print("| workload | estimator | best BLAS threads | fit s (median) | epochs | "
           "ms/epoch | test accuracy | median s at 1 / 2 threads | speed-up |")
     print("|---|---|---|---|---|---|---|---|---|")
