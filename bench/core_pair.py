@@ -15,6 +15,10 @@ keep 0.96 of their speed, the small chunk products 0.81-0.89 (the fork-join,
 about 1.1 us, is a sixth of a 7 us product), and a whole tabular chunk pair
 took 1.1-1.7x one chunk alone across runs (51-82 against 47-51 us; the
 spread is the shared host's): two cores give that pass 1.2-1.8x, not 2x.
+Session 10: 47.4 against 52.1 us; W2's first layer split by rows took 575 us
+a batch on one core's half alone and 604 with both at once, split by columns
+554 and 562 (42 us a batch less, about 4% of W2's 2-thread batch, before
+counting the chunk gradients the update pass no longer has to add).
 """
 
 import argparse
@@ -133,6 +137,86 @@ def chunk_pair(repeats=5, n=20_000, reps=400):
     return t_alone * 1e6, t_pair * 1e6
 
 
+# W2's first layer on two cores: by rows, X (2, rows/2, in) against one
+# shared W; by columns, one X against W's column halves (2, in, out/2)
+@numba.njit(cache=False)
+def _rows_one(reps, X, W, D, Z, G):
+    for _ in range(reps):
+        np.dot(X[0], W, Z[0])
+        np.dot(X[0].T, D[0], G[0])
+    return 0
+
+
+@numba.njit(parallel=True, cache=False)
+def _rows_pair_once(X, W, D, Z, G):
+    for c in numba.prange(2):
+        np.dot(X[c], W, Z[c])
+        np.dot(X[c].T, D[c], G[c])
+    return 0
+
+
+@numba.njit(cache=False)
+def _rows_pair(reps, X, W, D, Z, G):
+    for _ in range(reps):
+        _rows_pair_once(X, W, D, Z, G)
+    return 0
+
+
+@numba.njit(cache=False)
+def _cols_one(reps, X, W, D, Z, G):
+    for _ in range(reps):
+        np.dot(X, W[0], Z[0])
+        np.dot(X.T, D[0], G[0])
+    return 0
+
+
+@numba.njit(parallel=True, cache=False)
+def _cols_pair_once(X, W, D, Z, G):
+    for c in numba.prange(2):
+        np.dot(X, W[c], Z[c])
+        np.dot(X.T, D[c], G[c])
+    return 0
+
+
+@numba.njit(cache=False)
+def _cols_pair(reps, X, W, D, Z, G):
+    for _ in range(reps):
+        _cols_pair_once(X, W, D, Z, G)
+    return 0
+
+
+def split_pair(repeats=5, rows=128, n_in=784, n_out=256, reps=100):
+    """W2's first layer (forward product and dW) for one batch on two cores,
+    split two ways; us per batch: {split: (one core's half alone, both halves
+    at once)}.
+
+    * rows (what the chunk pass does): each core takes half the rows against
+      the whole of W (one shared array), and writes its own dW;
+    * columns: each core takes every row against its own half of W's
+      columns (a contiguous block, as the first layer's transposed W stores
+      it), so it reads half of W and writes half of dW, over all the rows."""
+    rng = np.random.default_rng(0)
+    f = np.float32
+    W = rng.random((n_in, n_out), dtype=f)
+    half = rows // 2
+    Xr = rng.random((2, half, n_in), dtype=f)
+    Dr = rng.random((2, half, n_out), dtype=f)
+    by_rows = (Xr, W, Dr,
+               np.zeros((2, half, n_out), f), np.zeros((2, n_in, n_out), f))
+    X = rng.random((rows, n_in), dtype=f)
+    cols = n_out // 2
+    by_cols = (X,
+               np.ascontiguousarray(W.reshape(n_in, 2, cols).transpose(1, 0, 2)),
+               rng.random((2, rows, cols), dtype=f),
+               np.zeros((2, rows, cols), f), np.zeros((2, n_in, cols), f))
+    out = {}
+    for name, one, pair_fn, args in (("rows", _rows_one, _rows_pair, by_rows),
+                                     ("columns", _cols_one, _cols_pair, by_cols)):
+        alone, pair = _best_seconds(one, pair_fn, reps, args, repeats)
+        out[name] = (alone * 1e6, pair * 1e6)
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -148,6 +232,12 @@ def main(argv=None):
     print(f"\nTabular training chunk (100 rows of 50-64-64-1): {alone:.1f} us alone, "
           f"{pair:.1f} us for two at once ({pair / alone:.2f}x one: 1.00 would be "
           "perfect parallelism, 2.00 none)")
+    print("\nW2's first layer (128 x 784 @ 784 x 256 forward and its dW), one batch split "
+          "over two cores:\n")
+    print("| split | one core's half alone, us | both halves at once, us |")
+    print("|---|---:|---:|")
+    for name, (alone, pair) in split_pair(args.repeats).items():
+        print(f"| {name} | {alone:.0f} | {pair:.0f} |")
 
 
 if __name__ == "__main__":
