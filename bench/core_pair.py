@@ -6,7 +6,11 @@ BLAS pinned to one thread, as the parallel chunk pass runs).
 * a whole training chunk (``kernels.chunked.chunk_step``: gather, forward,
   loss, backward) of the tabular estimator workload (50-64-64-1, batch 200
   split in two chunks of 100 rows): one chunk alone against
-  ``chunks_parallel`` running both.
+  ``chunks_parallel`` running both;
+* W2's first layer (784 x 256, forward product and dW for a 128-row batch)
+  split over the two cores by rows (what the chunk pass does: each core half
+  the rows against the one shared W) and by columns (each core all the rows
+  against its half of W's columns).
 
     python bench/core_pair.py [--repeats N]
 
