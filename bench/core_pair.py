@@ -22,7 +22,8 @@ spread is the shared host's): two cores give that pass 1.2-1.8x, not 2x.
 Session 10: 47.4 against 52.1 us; W2's first layer split by rows took 575 us
 a batch on one core's half alone and 604 with both at once, split by columns
 554 and 562 (42 us a batch less, about 4% of W2's 2-thread batch, before
-counting the chunk gradients the update pass no longer has to add).
+counting the chunk gradients the update pass no longer has to add); a second
+run 584 / 630 against 560 / 602 (28 us less).
 """
 
 import argparse
@@ -141,51 +142,29 @@ def chunk_pair(repeats=5, n=20_000, reps=400):
     return t_alone * 1e6, t_pair * 1e6
 
 
-# W2's first layer on two cores: by rows, X (2, rows/2, in) against one
-# shared W; by columns, one X against W's column halves (2, in, out/2)
+# W2's first layer on two cores: core c computes X[xi[c]] @ W[wi[c]] and its
+# dW; by rows each core has its own X and both the one W (wi = 0, 0), by
+# columns both the one X (xi = 0, 0) and each its own half of W
 @numba.njit(cache=False)
-def _rows_one(reps, X, W, D, Z, G):
+def _layer_one(reps, xi, wi, X, W, D, Z, G):
     for _ in range(reps):
-        np.dot(X[0], W, Z[0])
-        np.dot(X[0].T, D[0], G[0])
+        np.dot(X[xi[0]], W[wi[0]], Z[0])
+        np.dot(X[xi[0]].T, D[0], G[0])
     return 0
 
 
 @numba.njit(parallel=True, cache=False)
-def _rows_pair_once(X, W, D, Z, G):
+def _layer_pair_once(xi, wi, X, W, D, Z, G):
     for c in numba.prange(2):
-        np.dot(X[c], W, Z[c])
-        np.dot(X[c].T, D[c], G[c])
+        np.dot(X[xi[c]], W[wi[c]], Z[c])
+        np.dot(X[xi[c]].T, D[c], G[c])
     return 0
 
 
 @numba.njit(cache=False)
-def _rows_pair(reps, X, W, D, Z, G):
+def _layer_pair(reps, xi, wi, X, W, D, Z, G):
     for _ in range(reps):
-        _rows_pair_once(X, W, D, Z, G)
-    return 0
-
-
-@numba.njit(cache=False)
-def _cols_one(reps, X, W, D, Z, G):
-    for _ in range(reps):
-        np.dot(X, W[0], Z[0])
-        np.dot(X.T, D[0], G[0])
-    return 0
-
-
-@numba.njit(parallel=True, cache=False)
-def _cols_pair_once(X, W, D, Z, G):
-    for c in numba.prange(2):
-        np.dot(X, W[c], Z[c])
-        np.dot(X.T, D[c], G[c])
-    return 0
-
-
-@numba.njit(cache=False)
-def _cols_pair(reps, X, W, D, Z, G):
-    for _ in range(reps):
-        _cols_pair_once(X, W, D, Z, G)
+        _layer_pair_once(xi, wi, X, W, D, Z, G)
     return 0
 
 
@@ -205,18 +184,18 @@ def split_pair(repeats=5, rows=128, n_in=784, n_out=256, reps=100):
     half = rows // 2
     Xr = rng.random((2, half, n_in), dtype=f)
     Dr = rng.random((2, half, n_out), dtype=f)
-    by_rows = (Xr, W, Dr,
+    shared, own = np.zeros(2, np.int64), np.arange(2, dtype=np.int64)
+    by_rows = (own, shared, Xr, W[None], Dr,
                np.zeros((2, half, n_out), f), np.zeros((2, n_in, n_out), f))
     X = rng.random((rows, n_in), dtype=f)
     cols = n_out // 2
-    by_cols = (X,
+    by_cols = (shared, own, X[None],
                np.ascontiguousarray(W.reshape(n_in, 2, cols).transpose(1, 0, 2)),
                rng.random((2, rows, cols), dtype=f),
                np.zeros((2, rows, cols), f), np.zeros((2, n_in, cols), f))
     out = {}
-    for name, one, pair_fn, args in (("rows", _rows_one, _rows_pair, by_rows),
-                                     ("columns", _cols_one, _cols_pair, by_cols)):
-        alone, pair = _best_seconds(one, pair_fn, reps, args, repeats)
+    for name, args in (("rows", by_rows), ("columns", by_cols)):
+        alone, pair = _best_seconds(_layer_one, _layer_pair, reps, args, repeats)
         out[name] = (alone * 1e6, pair * 1e6)
     return out
 
