@@ -93,3 +93,13 @@ def test_core_pair_runs():
     assert alone > 0 and pair > 0
     alone, pair = core_pair.chunk_pair(repeats=1, n=2_000, reps=2)
     assert alone > 0 and pair > 0
+    splits = core_pair.split_pair(repeats=1, rows=8, n_in=16, n_out=8, reps=2)
+    assert set(splits) == {"rows", "columns"}
+    assert all(alone > 0 and pair > 0 for alone, pair in splits.values())
+
+
+def test_sklearn_compare_refuses_an_unknown_workload(capsys):
+    from bench import sklearn_compare
+    with pytest.raises(SystemExit):
+        sklearn_compare.main(["--workloads", "digits,nope"])
+    assert "unknown workloads ['nope']" in capsys.readouterr().err
