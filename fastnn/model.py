@@ -52,6 +52,9 @@ MAX_CHUNKS = 16
 MIN_CHUNK_ROWS = 64
 MIN_CHUNK_MACS = 250_000
 MAX_CHUNK_GRADS_BYTES = 256 * 2**20
+# ... and the first layer split by output columns instead (see _col_parts)
+COLUMN_SPLIT = True
+MIN_COL_WIDTH = 32
 PREDICT_BLOCK = 512
 _KIND_CODES = {Dense: codes.DENSE, BatchNorm: codes.BATCHNORM, Dropout: codes.DROPOUT}
 
@@ -395,6 +398,32 @@ class Sequential:
                and 2 * n * grads_bytes <= MAX_CHUNK_GRADS_BYTES):
             n *= 2
         return n
+
+    def _col_parts(self, n_chunks):
+        """Runs of first-layer output columns each batch split into
+        ``n_chunks`` row chunks computes its first layer in
+        (``kernels.colsplit``), or 0 for row chunks throughout. One run per
+        chunk (so fixed by the network and batch size, as the chunks are),
+        where the first layer is Dense, stored transposed (wide: BLAS), not
+        the last, and each run keeps MIN_COL_WIDTH columns."""
+        if (not COLUMN_SPLIT or n_chunks < 2 or len(self.layers) < 2
+                or not isinstance(self.layers[0], Dense) or not self._spec[0, codes.K_WT]
+                or self._widths[1] // n_chunks < MIN_COL_WIDTH):
+            return 0
+        return n_chunks
+
+    def _first_layer_end(self):
+        """Where the parameters after the first layer's start in ``_params``
+        (the first layer's come first)."""
+        spec = self._spec
+        n_in, n_out = int(spec[0, codes.K_IN]), int(spec[0, codes.K_OUT])
+        ends = [0]
+        if spec[0, codes.K_W] >= 0:
+            ends.append(int(spec[0, codes.K_W]) + (n_in * n_out if spec[0, codes.K_KIND]
+                                                    == codes.DENSE else n_in))
+        if spec[0, codes.K_B] >= 0:
+            ends.append(int(spec[0, codes.K_B]) + n_out)
+        return max(ends)
 
     def _check_fitted(self):
         """predict/evaluate need a fit (or a loaded fitted model): it fixes the

@@ -41,6 +41,7 @@ from . import schedules as _schedules
 from .callbacks import CallbackList
 from .data import as_features, check_sample_weight
 from .kernels.chunked import train_chunked
+from .kernels.colsplit import train_colsplit
 from .kernels.network import train_batches
 from .threads import PathChooser, limit_blas
 
@@ -102,7 +103,10 @@ class _Buffers:
         # row chunks of a batch (kernels/chunked.py): one workspace row each
         self.n_chunks = nc = model._chunks(batch_size)
         self.chunk_rows = cr = -(-batch_size // nc)
-        self.chunks = ChunkSpace(model, nc, cr) if nc > 1 else None
+        # and the first layer by columns (kernels/colsplit.py) where it pays
+        self.col_parts = model._col_parts(nc)
+        self.chunks = (ChunkSpace(model, nc, cr, batch_size if self.col_parts else 0)
+                       if nc > 1 else None)
         self.chooser = PathChooser()
 
 
@@ -110,9 +114,11 @@ class ChunkSpace:
     """Workspaces for ``n`` row chunks (``kernels/chunked.py``) or row groups
     (``kernels/fullbatch.py``) of up to ``rows`` rows each: one row of every
     2-D array per chunk, each a whole-network workspace (see
-    ``kernels/network.py``), plus per-chunk gradients and results."""
+    ``kernels/network.py``), plus per-chunk gradients and results; with
+    ``batch_rows``, the whole-batch buffers of the first layer split by
+    columns (``kernels/colsplit.py``), else empty ones."""
 
-    def __init__(self, model, n, rows):
+    def __init__(self, model, n, rows, batch_rows=0):
         dtype = model.dtype
         widths = model._widths
         total = sum(widths)
@@ -125,6 +131,10 @@ class ChunkSpace:
         self.grads2 = np.zeros((n, model._params.size), dtype)
         self.closs = np.zeros(n)
         self.ccorr = np.zeros(n)
+        self.xb2 = np.zeros((2, batch_rows * widths[0]), dtype)   # X row-major, two batches
+        self.zfull = np.zeros(batch_rows * widths[1], dtype)
+        self.dfull = np.zeros_like(self.zfull)
+        self.p_rest = model._first_layer_end()
 
 
 def run_batches(model, buf, X, T, sw, order, start, stop, batch_size, hp, state, l2,
@@ -145,6 +155,15 @@ def run_batches(model, buf, X, T, sw, order, start, stop, batch_size, hp, state,
             m._loss_code, m.optimizer.code, hp, state["s1"], state["s2"], state["t"], seed,
             losses, corrects, at, float(loss_scale))
     c = buf.chunks
+    if buf.col_parts:
+        with buf.chooser.call(buf.n_chunks, stop - start) as parallel:
+            return train_colsplit(
+                X, T, sw, order, start, stop, batch_size, epoch_rows, buf.n_chunks,
+                buf.chunk_rows, buf.col_parts, parallel, m._spec, m._fspec, m._use_blas,
+                m._params, m._state, buf.bnbuf, c.acts2, c.work2, c.d02, c.d12, c.tb2, c.wb2,
+                c.grads2, c.closs, c.ccorr, c.xb2, c.zfull, c.dfull, c.p_rest, m._wmask, l2,
+                l2_per_row, m._loss_code, m.optimizer.code, hp, state["s1"], state["s2"],
+                state["t"], seed, losses, corrects, at, float(loss_scale))
     with buf.chooser.call(buf.n_chunks, stop - start) as parallel:
         return train_chunked(
             X, T, sw, order, start, stop, batch_size, epoch_rows, buf.n_chunks,

@@ -15,7 +15,9 @@ import hashlib, json, sys
 import numpy as np
 import fastnn as fnn
 fnn.set_num_threads(int(sys.argv[1]))
-dtype, chunked = sys.argv[2], sys.argv[3] == "chunked"
+dtype, chunked = sys.argv[2], sys.argv[3] in ("chunked", "columns")
+if sys.argv[3] == "columns":                    # first layer transposed: split by columns
+    fnn.model.TRANSPOSE_MIN_WEIGHTS = 1
 rng = np.random.default_rng(0)
 X = rng.normal(size=(1500, 96)).astype(dtype)
 y = (X[:, :3].sum(1) > 0).astype(int) + (X[:, 3] > 0)
@@ -27,6 +29,7 @@ m.fit(X, y, batch_size=256 if chunked else 128, epochs=2,
       sample_weight=rng.uniform(0.5, 2.0, 1500))
 assert m._use_blas.any()
 assert (m._buffers.n_chunks > 1) == chunked, m._buffers.n_chunks
+assert (m._buffers.col_parts > 0) == (sys.argv[3] == "columns"), m._buffers.col_parts
 p = m.predict_proba(X)
 print(json.dumps([hashlib.sha256(m.get_weights().tobytes()).hexdigest(),
                   hashlib.sha256(p.tobytes()).hexdigest()]))
@@ -34,10 +37,11 @@ print(json.dumps([hashlib.sha256(m.get_weights().tobytes()).hexdigest(),
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("batches", ["whole", "chunked"])
+@pytest.mark.parametrize("batches", ["whole", "chunked", "columns"])
 def test_bitwise_identical_with_one_and_two_threads(dtype, batches):
-    """Whole batches (BatchNorm) and batches split into row chunks that run on
-    Numba's thread pool: the same bits on 1, 2 and 3 threads."""
+    """Whole batches (BatchNorm), batches split into row chunks that run on
+    Numba's thread pool, and the first layer split by columns
+    (``kernels/colsplit.py``): the same bits on 1, 2 and 3 threads."""
     outs = []
     for threads in (1, 2, 3):
         r = subprocess.run([sys.executable, "-c", SCRIPT, str(threads), dtype, batches],
@@ -183,6 +187,12 @@ def test_one_signature_per_dtype():
                 m.fit(X, rng.integers(0, m.n_outputs, 300), batch_size=bs, epochs=1,
                       sample_weight=np.ones(300), validation_data=(X, rng.integers(0, 2, 300)))
             m.predict_proba(X.astype(np.float32))
+        wide = fnn.Sequential([fnn.Dense(256, activation="relu"), fnn.Dense(3)], dtype=dtype,
+                              seed=0)      # transposed first layer: split by columns
+        wide.compile("softmax_cross_entropy", fnn.Adam(), l2=0.1)
+        Xw = rng.normal(size=(300, 256))
+        wide.fit(Xw, rng.integers(0, 3, 300), batch_size=128, epochs=1, sample_weight=np.ones(300))
+        assert wide._buffers.col_parts == 2
     for k in KERNELS:
         sigs = k.signatures
         assert len(sigs) <= 2, (k.__name__, sigs)
@@ -206,12 +216,15 @@ X = rng.normal(size=(400, 3)).astype(np.float32)
 y = rng.integers(0, 3, 400)
 for layers, bs in (([fnn.Dense(4, activation="tanh"), fnn.BatchNorm(), fnn.Dropout(0.2),
                      fnn.Dense(3)], 16), ([fnn.Dense(70, activation="relu"), fnn.Dense(3)], 16),
-                   ([fnn.Dense(300, activation="relu"), fnn.Dropout(0.2), fnn.Dense(3)], 256)):
+                   ([fnn.Dense(300, activation="relu"), fnn.Dropout(0.2), fnn.Dense(3)], 256),
+                   ([fnn.Dense(256, activation="relu"), fnn.Dense(3)], 128)):
+    Xl = X if bs != 128 else rng.normal(size=(400, 256)).astype(np.float32)
     m = fnn.Sequential(layers, seed=0)
     m.compile("softmax_cross_entropy", fnn.Adam(), l2=0.01)
-    m.fit(X, y, batch_size=bs, epochs=1, validation_data=(X, y), sample_weight=np.ones(400))
-    m.predict(X)
-    m.evaluate(X, y)
+    m.fit(Xl, y, batch_size=bs, epochs=1, validation_data=(Xl, y), sample_weight=np.ones(400))
+    m.predict(Xl)
+    m.evaluate(Xl, y)
+assert m._buffers.col_parts == 2                # the last: first layer split by columns
 import warnings
 warnings.simplefilter("ignore")
 X2 = rng.normal(size=(1100, 3))                 # 3 blocks of the L-BFGS pass: 3 groups

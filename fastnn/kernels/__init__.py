@@ -5,7 +5,24 @@ from . import _cache_guard
 _cache_guard.check()    # before any cached kernel is loaded
 
 from .activations import activation_backward, activation_forward
-from .chunked import chunk_step, chunks_parallel, train_chunked, update_block, updates_parallel
+from .chunked import (
+    chunk_step,
+    chunks_parallel,
+    chunks_total,
+    train_chunked,
+    update_block,
+    update_range,
+    updates_parallel,
+)
+from .colsplit import (
+    first_forward,
+    first_update,
+    first_updates_parallel,
+    firsts_parallel,
+    train_colsplit,
+    upper_chunk,
+    uppers_parallel,
+)
 from .dense import dense_backward, dense_forward
 from .fullbatch import fullbatch_group, fullbatch_loss_grad, groups_parallel
 from .losses import loss_grad, loss_grad_part
@@ -27,4 +44,6 @@ KERNELS = (activation_forward, activation_backward, dense_forward, dense_backwar
            optimizer_update, add_l2, fullbatch_loss_grad, loss_grad_part, chunk_step,
            update_block, train_chunked, l2_penalty, fullbatch_group, batch_l2,
            chunks_parallel, updates_parallel, groups_parallel, flush_subnormal,
-           gather_batch, exponent_max)
+           gather_batch, exponent_max, train_colsplit, first_forward, upper_chunk,
+           first_update, firsts_parallel, uppers_parallel, first_updates_parallel,
+           chunks_total, update_range)

@@ -30,6 +30,10 @@ applying the previous batch's update to its own copy of the parameters and
 optimizer state at the start of the chunk pass (same bits; at most 2 us a
 batch faster, 0-3%, for a second copy of everything).
 
+A wide first layer (stored transposed) is split by output columns instead,
+the later layers by rows as here: see ``colsplit.py``, which shares this
+module's chunk plan (``batch_chunks``) and update (``update_range``).
+
 BatchNorm needs whole-batch statistics: networks with it train through
 ``network.train_batches``. Dropout masks are indexed by the row's place in
 the whole batch, so a chunked batch draws the mask the whole batch would.
@@ -61,6 +65,27 @@ UPDATE_BLOCK = 4096
 
 
 @kernel
+def batch_chunks(n_chunks, chunk_rows, rows):
+    """Chunks a batch of ``rows`` rows takes: the plan's ``n_chunks``, fewer
+    for a smaller last batch (at least 32 rows each, never more than the
+    ``chunk_rows`` a workspace holds)."""
+    return min(n_chunks, max(-(-rows // chunk_rows), rows // 32))
+
+
+@kernel
+def chunks_total(n_chunks, closs, ccorr, spec, params, l2, wsum, l2_per_row):
+    """The batch's data loss and correct count (the chunks' shares summed in
+    chunk order) and its L2 step factor and loss term (``batch_l2``)."""
+    loss = 0.0
+    correct = 0.0
+    for c in range(n_chunks):
+        loss += closs[c]
+        correct += ccorr[c]
+    l2_step, l2_loss = batch_l2(spec, params, l2, wsum, l2_per_row)
+    return loss, correct, l2_step, l2_loss
+
+
+@kernel
 def chunk_step(c, n_chunks, X, T, sw, order, b0, rows, spec, fspec, use_blas, params,
                state, bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2, loss_code,
                wsum, seed, step, closs, ccorr):
@@ -86,12 +111,17 @@ def chunk_step(c, n_chunks, X, T, sw, order, b0, rows, spec, fspec, use_blas, pa
 
 @kernel
 def update_block(blk, n_chunks, grads2, params, wmask, l2, opt_code, hp, s1, s2, step):
-    """Block blk of the parameters: the optimizer's update with L2 from the
-    sum of the chunks' gradients, in chunk order (grads2[0] gets all but the
-    last one's, which the update adds as it reads)."""
-    n = params.shape[0]
+    """Block blk of the parameters: see ``update_range``."""
     p0 = blk * UPDATE_BLOCK
-    p1 = min(n, p0 + UPDATE_BLOCK)
+    update_range(p0, min(params.shape[0], p0 + UPDATE_BLOCK), n_chunks, grads2, params,
+                 wmask, l2, opt_code, hp, s1, s2, step)
+
+
+@kernel
+def update_range(p0, p1, n_chunks, grads2, params, wmask, l2, opt_code, hp, s1, s2, step):
+    """Parameters p0 .. p1-1: the optimizer's update with L2 from the sum of
+    the chunks' gradients, in chunk order (grads2[0] gets all but the last
+    one's, which the update adds as it reads)."""
     G = grads2[0]
     for c in range(1, n_chunks - 1):
         Gc = grads2[c]
@@ -143,7 +173,7 @@ def train_chunked(X, T, sw, order, start, stop, batch_size, epoch_rows, n_chunks
     b0 = start
     while b0 < stop:
         rows = min(batch_size, stop - b0, epoch_rows - b0 % epoch_rows)
-        nc = min(n_chunks, max(-(-rows // chunk_rows), rows // 32))
+        nc = batch_chunks(n_chunks, chunk_rows, rows)
         wsum = batch_weight(sw, order, b0, rows)
         step = tstep[0] + 1
         if parallel:
@@ -155,13 +185,8 @@ def train_chunked(X, T, sw, order, start, stop, batch_size, epoch_rows, n_chunks
                 chunk_step(c, nc, X, T, sw, order, b0, rows, spec, fspec, use_blas, params,
                            state, bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2,
                            loss_code, wsum, seed, step, closs, ccorr)
-        loss = 0.0
-        correct = 0.0
-        for c in range(nc):
-            loss += closs[c]
-            correct += ccorr[c]
-        l2_step, l2_loss = batch_l2(spec, params, l2, wsum, l2_per_row)
-        data_loss = loss
+        data_loss, correct, l2_step, l2_loss = chunks_total(nc, closs, ccorr, spec, params, l2,
+                                                            wsum, l2_per_row)
         loss = data_loss + l2_loss
         if not np.isfinite(loss):
             losses[u64(loss_at + done)] = loss

@@ -73,9 +73,18 @@ def network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
     BatchNorm uses batch statistics (and updates running ones) and Dropout
     draws its mask from (seed, step, layer), the rows being rows row0 ..
     row0+rows-1 of a batch of ``total`` (a chunk of it, or all: 0, rows)."""
+    return forward_from(ZERO, spec, fspec, params, state, bnbuf, acts, work, rows,
+                        training, use_blas, seed, step, row0, total)
+
+
+@kernel
+def forward_from(first, spec, fspec, params, state, bnbuf, acts, work, rows,
+                 training, use_blas, seed, step, row0, total):
+    """``network_forward`` from layer ``first`` on, its input already in
+    the output slot of layer first - 1 (``colsplit.py`` computes layer 0)."""
     n_layers = spec.shape[0]
-    in_off = ZERO
-    for l in range(n_layers):
+    in_off = spec[first - 1, K_A] * rows if first > 0 else ZERO
+    for l in range(first, n_layers):
         kind = spec[l, K_KIND]
         n_in = spec[l, K_IN]
         n_out = spec[l, K_OUT]
@@ -109,11 +118,21 @@ def network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
 def network_backward(spec, fspec, params, grads, bnbuf, acts, work, rows, use_blas,
                      d0, d1):
     """Backward pass; d0 holds dLoss/d(last output) on entry. Fills grads."""
+    return backward_to(ZERO, spec, fspec, params, grads, bnbuf, acts, work, rows, use_blas,
+                       d0, d1)
+
+
+@kernel
+def backward_to(last, spec, fspec, params, grads, bnbuf, acts, work, rows, use_blas,
+                d0, d1):
+    """``network_backward`` through layers n-1 .. ``last`` only: the
+    gradient for the output of layer last - 1 ends in d0 when n - last is
+    even, else in d1 (``colsplit.py`` does layer 0 itself)."""
     n_layers = spec.shape[0]
     cur = d0
     nxt = d1
     zero = ZERO
-    for l in range(n_layers - 1, -1, -1):
+    for l in range(n_layers - 1, last - 1, -1):
         kind = spec[l, K_KIND]
         n_in = spec[l, K_IN]
         n_out = spec[l, K_OUT]
@@ -174,6 +193,13 @@ def gather_batch(spec, use_blas, X, T, sw, order, b0, rows, acts, tbuf, wbuf):
         gather_rows_rowmajor(X, order, b0, rows, acts)
     else:
         gather_rows(X, order, b0, rows, acts)
+    gather_targets(T, sw, order, b0, rows, tbuf, wbuf)
+
+
+@kernel
+def gather_targets(T, sw, order, b0, rows, tbuf, wbuf):
+    """Rows order[b0:b0+rows] of T into ``tbuf`` (feature-major) and, when
+    ``sw`` is not empty, their weights into ``wbuf``."""
     gather_rows(T, order, b0, rows, tbuf)
     if sw.shape[0] > 0:
         for i in range(rows):
