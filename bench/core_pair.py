@@ -23,7 +23,9 @@ Session 10: 47.4 against 52.1 us; W2's first layer split by rows took 575 us
 a batch on one core's half alone and 604 with both at once, split by columns
 554 and 562 (42 us a batch less, about 4% of W2's 2-thread batch, before
 counting the chunk gradients the update pass no longer has to add); a second
-run 584 / 630 against 560 / 602 (28 us less).
+run 584 / 630 against 560 / 602 (28 us less). Session 11 built that split
+(``fastnn/kernels/colsplit.py``); this measurement stays as the products'
+share of its gain.
 """
 
 import argparse
