@@ -413,17 +413,12 @@ class Sequential:
         return n_chunks
 
     def _first_layer_end(self):
-        """Where the parameters after the first layer's start in ``_params``
-        (the first layer's come first)."""
+        """Where the parameters after a Dense first layer's W and b start in
+        ``_params`` (the first layer's come first)."""
         spec = self._spec
-        n_in, n_out = int(spec[0, codes.K_IN]), int(spec[0, codes.K_OUT])
-        ends = [0]
-        if spec[0, codes.K_W] >= 0:
-            ends.append(int(spec[0, codes.K_W]) + (n_in * n_out if spec[0, codes.K_KIND]
-                                                    == codes.DENSE else n_in))
-        if spec[0, codes.K_B] >= 0:
-            ends.append(int(spec[0, codes.K_B]) + n_out)
-        return max(ends)
+        w, b = int(spec[0, codes.K_W]), int(spec[0, codes.K_B])
+        n_out = int(spec[0, codes.K_OUT])
+        return max(w + int(spec[0, codes.K_IN]) * n_out, b + n_out if b >= 0 else 0)
 
     def _check_fitted(self):
         """predict/evaluate need a fit (or a loaded fitted model): it fixes the

@@ -134,7 +134,7 @@ class ChunkSpace:
         self.xb2 = np.zeros((2, batch_rows * widths[0]), dtype)   # X row-major, two batches
         self.zfull = np.zeros(batch_rows * widths[1], dtype)
         self.dfull = np.zeros_like(self.zfull)
-        self.p_rest = model._first_layer_end()
+        self.p_rest = model._first_layer_end() if batch_rows else 0
 
 
 def run_batches(model, buf, X, T, sw, order, start, stop, batch_size, hp, state, l2,

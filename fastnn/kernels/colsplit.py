@@ -79,15 +79,15 @@ def first_forward(c, n_parts, n_chunks, rows, spec, params, xb, zfull, acts2, wo
     ao = spec[0, K_A]
     for r in range(n_chunks):
         r0, cr = part_bounds(r, n_chunks, rows)
-        W = work2[r]
+        work = work2[r]
         dst0 = zo * cr + j0 * cr
         for j in range(w):
             src = (j0 + j) * rows + r0
             dst = dst0 + j * cr
             for i in range(cr):
-                W[u64(dst + i)] = zfull[u64(src + i)]
+                work[u64(dst + i)] = zfull[u64(src + i)]
         a0 = ao * cr + j0 * cr
-        activation_forward(W[dst0:dst0 + w * cr], acts2[r][a0:a0 + w * cr], spec[0, K_ACT])
+        activation_forward(work[dst0:dst0 + w * cr], acts2[r][a0:a0 + w * cr], spec[0, K_ACT])
 
 
 @kernel
