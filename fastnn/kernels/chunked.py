@@ -51,6 +51,7 @@ from .config import kernel, parallel_kernel
 from .losses import loss_grad_part
 from .network import (
     TRAINING,
+    batch_rows,
     batch_weight,
     gather_batch,
     network_backward,
@@ -62,6 +63,13 @@ from .reduce import ZERO, u64
 
 # parameters per task of the update pass
 UPDATE_BLOCK = 4096
+
+
+@kernel
+def part_bounds(c, n_parts, n):
+    """Part c of n_parts of range(n): (start, length)."""
+    a = (c * n) // n_parts
+    return a, ((c + 1) * n) // n_parts - a
 
 
 @kernel
@@ -91,8 +99,7 @@ def chunk_step(c, n_chunks, X, T, sw, order, b0, rows, spec, fspec, use_blas, pa
                wsum, seed, step, closs, ccorr):
     """Chunk c of the batch order[b0:b0+rows]: forward, loss share, backward
     into grads2[c]; its loss share and correct count into closs[c], ccorr[c]."""
-    r0 = (c * rows) // n_chunks
-    cr = ((c + 1) * rows) // n_chunks - r0
+    r0, cr = part_bounds(c, n_chunks, rows)
     acts = acts2[c]
     tbuf = tb2[c]
     wbuf = wb2[c]
@@ -172,7 +179,7 @@ def train_chunked(X, T, sw, order, start, stop, batch_size, epoch_rows, n_chunks
     done = 0
     b0 = start
     while b0 < stop:
-        rows = min(batch_size, stop - b0, epoch_rows - b0 % epoch_rows)
+        rows = batch_rows(b0, stop, batch_size, epoch_rows)
         nc = batch_chunks(n_chunks, chunk_rows, rows)
         wsum = batch_weight(sw, order, b0, rows)
         step = tstep[0] + 1

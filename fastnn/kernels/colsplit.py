@@ -38,7 +38,7 @@ import numba
 import numpy as np
 
 from .activations import activation_backward, activation_forward
-from .chunked import batch_chunks, chunks_total, update_range
+from .chunked import batch_chunks, chunks_total, part_bounds, update_range
 from .codes import K_A, K_ACT, K_B, K_IN, K_OUT, K_W, K_Z
 from .config import kernel, parallel_kernel
 from .dense import dense_backward, dense_forward
@@ -46,7 +46,9 @@ from .losses import loss_grad_part
 from .network import (
     TRAINING,
     backward_to,
+    batch_rows,
     batch_weight,
+    dz_in_d0,
     forward_from,
     gather_rows_rowmajor,
     gather_targets,
@@ -57,13 +59,6 @@ from .reduce import ZERO, u64
 ONE = np.int64(1)
 BLAS = np.bool_(True)
 NO_DX = np.bool_(False)
-
-
-@kernel
-def part_bounds(c, n_parts, n):
-    """Part c of n_parts of range(n): (start, length)."""
-    a = (c * n) // n_parts
-    return a, ((c + 1) * n) // n_parts - a
 
 
 @kernel
@@ -95,8 +90,8 @@ def upper_chunk(r, n_chunks, T, sw, order, b0, rows, spec, fspec, use_blas, para
                 bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2, loss_code, wsum, seed,
                 step, closs, ccorr):
     """Pass 2, task r: row chunk r from the first layer's output to dZ of the
-    first layer (in d02[r] or d12[r], see ``dz_buffers``); its loss share and
-    correct count into closs[r], ccorr[r]."""
+    first layer (in d02[r] or d12[r], see ``network.dz_in_d0``); its loss
+    share and correct count into closs[r], ccorr[r]."""
     r0, cr = part_bounds(r, n_chunks, rows)
     tbuf = tb2[r]
     wbuf = wb2[r]
@@ -109,7 +104,7 @@ def upper_chunk(r, n_chunks, T, sw, order, b0, rows, spec, fspec, use_blas, para
                                    T.shape[1], cr, loss_code, d02[r], ZERO, wsum)
     backward_to(ONE, spec, fspec, params, grads2[r], bnbuf, acts, work, cr, use_blas, d02[r],
                 d12[r])
-    D = d02[r] if (spec.shape[0] - 1) % 2 == 0 else d12[r]
+    D = d02[r] if dz_in_d0(spec, ONE) else d12[r]
     size = spec[0, K_OUT] * cr
     zo = spec[0, K_Z] * cr
     ao = spec[0, K_A] * cr
@@ -182,14 +177,6 @@ def first_updates_parallel(n_parts, n_chunks, rows, spec, params, grads2, dz2, d
 
 
 @kernel
-def batch_rows(b0, stop, batch_size, epoch_rows):
-    """Rows of the batch starting at b0 (0 at or past stop)."""
-    if b0 >= stop:
-        return ZERO
-    return min(batch_size, stop - b0, epoch_rows - b0 % epoch_rows)
-
-
-@kernel
 def train_colsplit(X, T, sw, order, start, stop, batch_size, epoch_rows, n_chunks,
                    chunk_rows, n_parts, parallel, spec, fspec, use_blas, params, state,
                    bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2, closs, ccorr, xb2,
@@ -199,7 +186,7 @@ def train_colsplit(X, T, sw, order, start, stop, batch_size, epoch_rows, n_chunk
     """``chunked.train_chunked`` (same arguments, meaning and result) with
     the first layer split into ``n_parts`` runs of columns (see the module
     docstring); ``p_rest``: where the later layers' parameters start."""
-    dz2 = d02 if (spec.shape[0] - 1) % 2 == 0 else d12
+    dz2 = d02 if dz_in_d0(spec, ONE) else d12
     cur = 0
     rows = batch_rows(start, stop, batch_size, epoch_rows)
     gather_rows_rowmajor(X, order, start, rows, xb2[0])

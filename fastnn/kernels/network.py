@@ -126,8 +126,8 @@ def network_backward(spec, fspec, params, grads, bnbuf, acts, work, rows, use_bl
 def backward_to(last, spec, fspec, params, grads, bnbuf, acts, work, rows, use_blas,
                 d0, d1):
     """``network_backward`` through layers n-1 .. ``last`` only: the
-    gradient for the output of layer last - 1 ends in d0 when n - last is
-    even, else in d1 (``colsplit.py`` does layer 0 itself)."""
+    gradient for the output of layer last - 1 ends in d0 or d1, as
+    ``dz_in_d0`` says (``colsplit.py`` does layer 0 itself)."""
     n_layers = spec.shape[0]
     cur = d0
     nxt = d1
@@ -161,6 +161,22 @@ def backward_to(last, spec, fspec, params, grads, bnbuf, acts, work, rows, use_b
         cur = nxt
         nxt = tmp
     return 0
+
+
+@kernel
+def dz_in_d0(spec, last):
+    """Whether ``backward_to(last, ...)`` leaves its result in d0 (else d1):
+    the two buffers swap once per layer."""
+    return (spec.shape[0] - last) % 2 == 0
+
+
+@kernel
+def batch_rows(b0, stop, batch_size, epoch_rows):
+    """Rows of the batch that starts at b0 (0 at or past stop): a batch
+    never spans two epochs of ``epoch_rows`` (see ``train_batches``)."""
+    if b0 >= stop:
+        return ZERO
+    return min(batch_size, stop - b0, epoch_rows - b0 % epoch_rows)
 
 
 @kernel
@@ -286,7 +302,7 @@ def train_batches(X, T, sw, order, start, stop, batch_size, epoch_rows,
     done = 0
     b0 = start
     while b0 < stop:
-        rows = min(batch_size, stop - b0, epoch_rows - b0 % epoch_rows)
+        rows = batch_rows(b0, stop, batch_size, epoch_rows)
         gather_batch(spec, use_blas, X, T, sw, order, b0, rows, acts, tbuf, wbuf)
         step = tstep[0] + 1
         out_off = network_forward(spec, fspec, params, state, bnbuf, acts, work, rows,
