@@ -88,14 +88,24 @@ def save(est, path):
 
 
 def _plain(name, value):
-    """A JSON value for constructor parameter ``name``."""
-    if name == "hidden_layer_sizes":        # an int stays an int; sequences load as tuples
-        return [int(h) for h in value] if hasattr(value, "__iter__") else int(value)
+    """A JSON value for constructor parameter ``name``, from which
+    ``_param`` gives back an equal one (``get_params`` survives the file)."""
+    if name == "hidden_layer_sizes":        # an int, a tuple, or {"list": [...]}
+        if not hasattr(value, "__iter__"):
+            return int(value)
+        sizes = [int(h) for h in value]
+        return {"list": sizes} if isinstance(value, list) else sizes
+    if name == "random_state" and isinstance(value, np.random.RandomState):
+        kind, key, pos, has_gauss, cached = value.get_state()
+        return {"RandomState": {"key": [int(k) for k in key], "pos": int(pos),
+                                "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
     if name == "random_state" and not (value is None or isinstance(value, (int, np.integer))):
-        raise ValueError("random_state: only an int or None can be saved (got "
-                         f"{type(value).__name__}); pickle the estimator instead")
-    if name == "dtype":
-        return np.dtype(value).name
+        raise ValueError("random_state: only an int, a RandomState or None can be saved "
+                         f"(got {type(value).__name__}); pickle the estimator instead")
+    if name == "dtype":                     # "float32", or {"type"/"dtype": "float32"}
+        if isinstance(value, str):
+            return np.dtype(value).name
+        return {"type" if isinstance(value, type) else "dtype": np.dtype(value).name}
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
@@ -229,6 +239,35 @@ def _decode(value):
     return None if value is None else float(value)
 
 
+def _param(name, value):
+    """Constructor parameter ``name`` from its JSON value (see ``_plain``);
+    ValueError for a value ``_plain`` does not write."""
+    if name == "n_iter_no_change" and value == "inf":
+        return math.inf
+    if name == "hidden_layer_sizes" and type(value) is list:
+        return tuple(value)
+    if type(value) is not dict:
+        return value
+    if name == "hidden_layer_sizes" and set(value) == {"list"} and type(value["list"]) is list:
+        return list(value["list"])
+    if name == "dtype" and len(value) == 1 and value.get("type", value.get("dtype")) in (
+            "float32", "float64"):
+        kind, dtype = next(iter(value.items()))
+        return np.dtype(dtype).type if kind == "type" else np.dtype(dtype)
+    if name == "random_state" and set(value) == {"RandomState"}:
+        state = value["RandomState"]
+        if (type(state) is dict and set(state) == {"key", "pos", "has_gauss", "cached_gaussian"}
+                and type(state["key"]) is list and len(state["key"]) == 624
+                and all(type(k) is int and 0 <= k < 2 ** 32 for k in state["key"])
+                and type(state["pos"]) is int and 0 <= state["pos"] <= 624
+                and state["has_gauss"] in (0, 1) and _is_number(state["cached_gaussian"])):
+            rs = np.random.RandomState()
+            rs.set_state(("MT19937", np.array(state["key"], np.uint32), state["pos"],
+                          state["has_gauss"], float(state["cached_gaussian"])))
+            return rs
+    raise ValueError(f"{name}: invalid saved value")
+
+
 # the output activation each network loss goes with (see sklearn._loss_name)
 _OUT_ACTIVATION = {"softmax_cross_entropy": "softmax", "binary_cross_entropy": "logistic",
                    "half_mse": "identity", "half_poisson": "exp"}
@@ -268,12 +307,8 @@ def _build(zf, infos, header):
         header["estimator"])
     if cls is None:
         raise _io._Bad(f"unknown estimator {header['estimator']!r}")
-    params = dict(header["params"])
-    if params.get("n_iter_no_change") == "inf":
-        params["n_iter_no_change"] = math.inf
-    if isinstance(params.get("hidden_layer_sizes"), list):
-        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     try:
+        params = {k: _param(k, v) for k, v in header["params"].items()}
         est = cls(**params)
         est._validate_params()
     except (TypeError, ValueError) as e:

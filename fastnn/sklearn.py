@@ -50,14 +50,18 @@ scikit-learn's semantics, kept so that results are comparable:
   classification (a logistic output per label), binary classification with
   one logistic output, multi-output regression, ``sample_weight``, sparse
   input, pandas ``feature_names_in_``, Ctrl-C ending ``fit`` with a usable
-  model ("Training interrupted by user.").
+  model ("Training interrupted by user."; every epoch the weights went through
+  is in ``n_iter_`` and ``loss_curve_``, also when one compiled call trained
+  several; L-BFGS lets the KeyboardInterrupt through and keeps the last point
+  it evaluated, as scikit-learn's does).
 
 Documented differences:
 
 * ``dtype`` (default ``"float32"``): parameters, optimizer state and
   arithmetic are float32 unless ``dtype="float64"``; scikit-learn follows the
-  input's dtype. Outputs have scikit-learn's dtype (float32 only for float32
-  input to a float32 model, else float64); the output activation (softmax,
+  input's dtype. Outputs follow scikit-learn's rule with the model's dtype in
+  place of the training data's (float32 only for float32 input to a float32
+  model, else float64); the output activation (softmax,
   logistic) is applied in that dtype to the float32 logits. ``fit`` converts X
   to the model's dtype while validating it (one pass), so a float64 value
   beyond float32's range is rejected as "too large" there.
@@ -93,7 +97,17 @@ Documented differences:
   subsets and shuffled rows give bitwise the same outputs, as scikit-learn's
   checks demand to 1e-7): see ``_net_outputs``.
 * ``loss="poisson"`` (MLPRegressor): scikit-learn's half Poisson deviance with an
-  ``exp`` output activation, summed over outputs.
+  ``exp`` output activation, summed over outputs. Negative targets raise
+  ValueError (scikit-learn 1.9 accepts them and its loss becomes NaN).
+* ``warm_start``/``partial_fit`` after ``hidden_layer_sizes`` changed raise
+  ValueError naming both architectures (scikit-learn goes on silently with the
+  old one); switching ``solver`` or ``early_stopping`` between warm-started
+  fits works (scikit-learn fails with an AttributeError or TypeError).
+* ``partial_fit`` on data too large for memory (a memory map larger than the
+  memory budget, a ``.npy`` path, h5py/zarr arrays) trains one shuffled window
+  at a time, each window one ``partial_fit`` step, so ``n_iter_`` and
+  ``loss_curve_`` count windows (see ``partial_fit``); smaller memory maps
+  train exactly as in memory.
 
 Beyond scikit-learn: ``est.save(path)`` writes a fitted estimator to one file
 in fastnn's safe format (no pickle) and ``fastnn.sklearn.load(path)`` reads it
@@ -259,6 +273,8 @@ class _BaseMLP(BaseEstimator):
         backup = self._backup()
         try:
             return fn(*args)
+        except _UsableInterrupt:
+            raise KeyboardInterrupt from None
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(backup[0])
@@ -465,10 +481,16 @@ class _BaseMLP(BaseEstimator):
         max_group = max(1, min(self.max_iter, per_call // n)) if grouped else 1
         losses = np.zeros(max_group * n_batches)
         corrects = np.zeros_like(losses)
+
+        def epoch_loss(e):
+            """Mean loss of epoch e of the group (np.float64, as scikit-learn's)."""
+            return np.float64(losses[e * n_batches:(e + 1) * n_batches] @ sizes) / n
+
         order = np.arange(n, dtype=np.int64)
         orders = np.tile(order, max_group) if max_group > 1 else order
         net._use_blas = net._blas_layers(buf.chunk_rows)
         self.n_iter_ = 0
+        t_group, iter_group, group = int(state["t"][0]), 0, 1   # see the KeyboardInterrupt
         with single_threaded_blas():
             try:
                 stopped = False
@@ -486,6 +508,7 @@ class _BaseMLP(BaseEstimator):
                             orders[e * n:(e + 1) * n] = order
                     lr = self._optimizer_lr * (scale if self.solver == "sgd" else 1)
                     hp = opt._hyper(lr)
+                    t_group, iter_group = int(state["t"][0]), self.n_iter_
                     done = 0
                     for start in range(0, group * n, per_call):
                         # a group of epochs is one call; one epoch may be several
@@ -500,8 +523,7 @@ class _BaseMLP(BaseEstimator):
                         if got < want:
                             raise ValueError(_NONFINITE)
                     for e in range(group):
-                        loss = float(losses[e * n_batches:(e + 1) * n_batches] @ sizes) / n
-                        stopped = self._end_epoch(loss, n, (X_val, y_val, sw_val)
+                        stopped = self._end_epoch(epoch_loss(e), n, (X_val, y_val, sw_val)
                                                   if early_stopping else None)
                         if stopped or incremental:
                             stopped = True
@@ -512,6 +534,14 @@ class _BaseMLP(BaseEstimator):
                                 "the optimization hasn't converged yet." % self.max_iter,
                                 ConvergenceWarning, stacklevel=3)
             except KeyboardInterrupt:
+                # Record every epoch the weights went through, as scikit-learn
+                # does: an interrupt reaches Python only when a compiled call
+                # returns, so the last call's finished epochs may be unrecorded
+                # (a partial epoch stays unrecorded there too).
+                finished = min(group, (int(state["t"][0]) - t_group) // n_batches)
+                for e in range(self.n_iter_ - iter_group, finished):
+                    self._end_epoch(epoch_loss(e), n, (X_val, y_val, sw_val)
+                                    if early_stopping else None)
                 warnings.warn("Training interrupted by user.", stacklevel=3)
         if early_stopping:
             net._params[...] = self._best_params
@@ -592,13 +622,23 @@ class _BaseMLP(BaseEstimator):
         # one BLAS thread (fastnn's policy; L-BFGS-B's own small vector
         # operations were measured 20x slower on 2 threads here)
         with single_threaded_blas():
-            result = scipy.optimize.minimize(
-                objective, net._params.astype(np.float64), method="L-BFGS-B", jac=True,
-                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
-                         **_get_additional_lbfgs_options_dict("iprint", iprint)})
+            try:
+                result = scipy.optimize.minimize(
+                    objective, net._params.astype(np.float64), method="L-BFGS-B", jac=True,
+                    options={"maxfun": self.max_fun, "maxiter": self.max_iter,
+                             "gtol": self.tol,
+                             **_get_additional_lbfgs_options_dict("iprint", iprint)})
+            except KeyboardInterrupt:
+                # scikit-learn's objective writes each point it evaluates into
+                # coefs_, so Ctrl-C leaves its model usable at the last point
+                # (and lets the interrupt through); so does this one
+                if not np.isfinite(net._params).all():
+                    raise
+                self._point_at(net)
+                raise _UsableInterrupt from None
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         net._params[...] = result.x
-        self.loss_ = float(result.fun)
+        self.loss_ = np.float64(result.fun)
 
     def _lbfgs_objective(self, X, T, sw):
         """``f(x) -> (loss, gradient)`` over the flat parameters (float64 in
@@ -972,6 +1012,11 @@ def load(path):
 
 
 # ------------------------------------------------------------------ helpers
+class _UsableInterrupt(KeyboardInterrupt):
+    """Ctrl-C in an L-BFGS fit, the model left at its last point: a fit's
+    failure guard lets it through without restoring the estimator."""
+
+
 def _build_net(layer_units, activation, loss, dtype):
     """A Sequential with the given layer widths; the optimizer and L2 factor
     are set by each fit."""

@@ -594,6 +594,64 @@ def test_keyboard_interrupt_ends_fit_with_a_usable_model(blobs, monkeypatch):
     assert clf.predict(X).shape == y.shape
 
 
+@pytest.mark.parametrize("calls", [1, 2])
+def test_interrupt_after_a_compiled_call_records_its_epochs(blobs, monkeypatch, calls):
+    """Ctrl-C reaches Python only when a compiled call returns, and a call on
+    small data trains many epochs: the epochs it finished are recorded, so
+    n_iter_ and loss_curve_ describe the weights, as scikit-learn's do."""
+    X, y = blobs
+    params = dict(hidden_layer_sizes=(10,), max_iter=3000, random_state=0, tol=0.0,
+                  n_iter_no_change=1000, dtype="float64")
+    trained = []
+    real = fsk.run_batches
+
+    def interrupted(*args, **kw):
+        trained.append(real(*args, **kw))
+        if len(trained) == calls:
+            raise KeyboardInterrupt
+        return trained[-1]
+
+    monkeypatch.setattr(fsk, "run_batches", interrupted)
+    with pytest.warns(UserWarning, match="Training interrupted by user"):
+        clf = fastnn.MLPClassifier(**params).fit(X, y)
+    monkeypatch.undo()
+    assert clf.n_iter_ == len(clf.loss_curve_) == sum(trained) // 2 > calls   # 2 batches
+    assert clf.t_ == clf.n_iter_ * X.shape[0]
+    assert type(clf.loss_) is np.float64 and clf.loss_ == clf.loss_curve_[-1]
+    same = _fit_quiet(fastnn.MLPClassifier(**dict(params, max_iter=clf.n_iter_)), X, y)
+    assert clf.loss_curve_ == same.loss_curve_
+    for a, b in zip(clf.coefs_ + clf.intercepts_, same.coefs_ + same.intercepts_):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_interrupted_lbfgs_leaves_the_last_point(blobs, monkeypatch, warm):
+    """As in scikit-learn: the KeyboardInterrupt goes through and the model
+    is usable, at the last point L-BFGS evaluated."""
+    X, y = blobs
+    clf = fastnn.MLPClassifier(solver="lbfgs", max_iter=10**4, tol=0.0, random_state=0,
+                               warm_start=True)
+    if warm:
+        _fit_quiet(clf.set_params(max_iter=5), X, y)
+        clf.set_params(max_iter=10**4)
+    points = []
+    real = fsk.fullbatch_loss_grad
+
+    def interrupted(*args):
+        points.append(args[9].copy())          # the parameters evaluated
+        if len(points) == 6:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(fsk, "fullbatch_loss_grad", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y)
+    assert clf._net._params is not points[-1]
+    np.testing.assert_array_equal(clf._net._params, points[-1])
+    np.testing.assert_array_equal(clf.coefs_[0], clf._net.layers[0].W)
+    assert clf.predict(X).shape == y.shape and clf.score(X, y) > 0.3
+
+
 def test_verbose_prints_sklearns_lines(blobs, capsys):
     X, y = blobs
     _fit_quiet(fastnn.MLPClassifier(max_iter=2, verbose=True, early_stopping=True), X, y)
@@ -702,11 +760,30 @@ def test_save_load_feature_names_and_refusals(blobs, tmp_path):
     path = tmp_path / "clf.fastnn"
     clf.save(path)
     np.testing.assert_array_equal(fsk.load(path).feature_names_in_, df.columns)
-    with pytest.raises(ValueError, match="random_state"):
-        clf.set_params(random_state=np.random.RandomState(0)).save(tmp_path / "x")
     from sklearn.exceptions import NotFittedError
     with pytest.raises(NotFittedError):
         fastnn.MLPClassifier().save(tmp_path / "y")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.dtype("float32")])
+def test_save_load_gives_back_the_parameters_as_given(blobs, tmp_path, dtype):
+    """get_params() survives the file: a list of sizes stays a list, a dtype
+    given as a type or np.dtype stays one, and a RandomState comes back in
+    its state, so it goes on drawing the same numbers."""
+    X, y = blobs
+    rs = np.random.RandomState(3)
+    clf = _fit_quiet(fastnn.MLPClassifier(hidden_layer_sizes=[7, 3], dtype=dtype,
+                                          random_state=rs, max_iter=3), X, y)
+    clf.save(tmp_path / "clf.fastnn")
+    back = fsk.load(tmp_path / "clf.fastnn")
+    params = back.get_params()
+    assert type(params["hidden_layer_sizes"]) is list and params["hidden_layer_sizes"] == [7, 3]
+    assert type(params["dtype"]) is type(dtype) and params["dtype"] == dtype
+    state = params.pop("random_state")
+    assert type(state) is np.random.RandomState and state is not rs
+    np.testing.assert_array_equal(state.randint(2 ** 30, size=9), rs.randint(2 ** 30, size=9))
+    assert params == {k: v for k, v in clf.get_params().items() if k != "random_state"}
+    np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
 
 
 def test_load_refuses_damaged_and_foreign_files(blobs, tmp_path):
