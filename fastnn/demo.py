@@ -23,6 +23,7 @@ when the demo runs):
 
 import copy
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -346,7 +347,7 @@ def _speedup(x):
     return f"{x:.1f}x" if x < 10 else f"{x:.0f}x"
 
 
-COLUMNS = ("experiment", "network", "optimizer", "batch", "epochs",
+COLUMNS = ("dataset", "model", "optimizer", "batch", "epochs",
            "accuracy fastnn / ref", "time fastnn / ref", "speed-up")
 
 
@@ -400,6 +401,24 @@ def format_table(results, compile_seconds=None):
 
 # ---------------------------------------------------------------------- main
 
+def _can_plot():
+    try:
+        from . import plots as _plots
+        _plots.matplotlib_module()
+    except ImportError:
+        return False
+    return True
+
+
+def make_out(out):
+    """Create the figures' folder ``out`` (ValueError naming it if it cannot be)."""
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"out: cannot create the folder {str(out)!r} "
+                         f"({e.strerror or e})") from None
+
+
 def main(out=DEFAULT_OUT, quick=False, experiments=None, seed=0, plots=True, echo=None):
     """Run the demo: print the table and, with matplotlib, save figures to
     ``out``. Returns the list of ``Result``."""
@@ -411,6 +430,9 @@ def main(out=DEFAULT_OUT, quick=False, experiments=None, seed=0, plots=True, ech
          "the NumPy reference (fastnn.reference)")
     echo("loading fastnn's compiled kernels (the first run after installing compiles them, "
          "which takes a while)...")
+    plotting = plots and _can_plot()
+    if plotting:
+        make_out(out)       # a folder that cannot be made fails now, not after training
     compile_seconds = warm_up()
 
     def progress(r):
@@ -422,14 +444,11 @@ def main(out=DEFAULT_OUT, quick=False, experiments=None, seed=0, plots=True, ech
     echo("")
     echo(format_table(results, compile_seconds=compile_seconds))
     echo("")
-    if plots:
-        try:
-            from . import plots as _plots
-            _plots.matplotlib_module()
-        except ImportError:
-            echo(PLOT_HINT)
-        else:
-            for path in _plots.save_all(results, out):
-                echo(f"saved {path}")
+    if plotting:
+        from . import plots as _plots
+        for path in _plots.save_all(results, out):
+            echo(f"saved {path}")
+    elif plots:
+        echo(PLOT_HINT)
     echo(f"demo finished in {time.perf_counter() - t_start:.1f} s")
     return results

@@ -21,6 +21,7 @@ Dropout masks depend only on (seed, step), so restoring the seed, the step
 count and the shuffle RNG state makes training resume bitwise.
 """
 
+import errno
 import json
 import os
 import uuid
@@ -164,9 +165,14 @@ def _atomic_write(path, arrays, members=None):
     """Write ``arrays`` (name -> 1-D array, in the order of ``members``) as
     stored .npy members of a zip: temporary file, fsync, rename, fsync dir."""
     members = _MEMBERS if members is None else members
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as e:        # name the file asked for, not the temporary one
+        raise type(e)(e.errno, e.strerror, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
@@ -177,11 +183,13 @@ def _atomic_write(path, arrays, members=None):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError) and e.filename == tmp:
+            raise type(e)(e.errno, e.strerror, path) from None
         raise
     _fsync_directory(directory)
 

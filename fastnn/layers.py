@@ -26,6 +26,8 @@ class _Param:
         view = layer.__dict__.get(self.slot)
         name = f"{type(layer).__name__}.{self.name}"
         if view is None:
+            if self.name == "b" and getattr(layer, "use_bias", True) is False:
+                raise ValueError(f"{name} does not exist: the layer has use_bias=False")
             raise ValueError(f"{name} does not exist until the model is built "
                              "(give Sequential an input_dim, or fit it)")
         arr = np.asarray(value)

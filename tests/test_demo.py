@@ -71,7 +71,8 @@ def test_fastnn_and_reference_agree(quick):
 
 def test_table_lists_every_run(quick):
     results, text, _ = quick
-    for word in ("experiment", "accuracy fastnn / ref", "time fastnn / ref", "speed-up"):
+    for word in ("dataset", "model", "optimizer", "accuracy fastnn / ref", "time fastnn / ref",
+                 "speed-up"):
         assert word in text
     for r in results.values():
         assert any(line.startswith(r.setup.experiment) and r.network in line
@@ -158,3 +159,17 @@ def test_python_dash_m_and_light_imports():
     done = subprocess.run([sys.executable, "-m", "fastnn", "--version"], check=True,
                           capture_output=True, text=True, env={**os.environ})
     assert done.stdout.startswith("fastnn ")
+
+
+def test_an_out_folder_that_cannot_be_made_fails_before_training(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["demo", "--quick", "--only", "and", "--out", str(blocked / "figs")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--out: cannot create the folder" in err and "a-file" in err
+    with pytest.raises(ValueError, match="out: cannot create"):
+        demo.main(out=str(blocked / "figs"), quick=True, experiments=["and"],
+                  echo=lambda text: None)

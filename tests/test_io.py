@@ -196,6 +196,19 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     assert np.array_equal(fnn.load(path)._params, model._params)
 
 
+def test_save_errors_name_the_path_asked_for(tmp_path):
+    """Not the temporary file the atomic write goes through."""
+    model = net(fnn.Adam())
+    missing = tmp_path / "no-such-folder" / "m.fnn"
+    with pytest.raises(FileNotFoundError) as info:
+        model.save(missing)
+    assert info.value.filename == str(missing) and ".tmp" not in str(info.value)
+    with pytest.raises(IsADirectoryError) as info:
+        model.save(tmp_path)
+    assert info.value.filename == str(tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
 # --------------------------------------------------------------- bad files
 def _small_model_file(tmp_path):
     X = np.random.default_rng(0).normal(size=(30, 2))

@@ -278,6 +278,9 @@ def test_assigning_a_weight_attribute_writes_into_the_model():
     assert m._params.tobytes() == before.tobytes()
     with pytest.raises(ValueError, match="until the model is built"):
         fnn.Dense(3).W = np.zeros((2, 3))
+    plain = fnn.Sequential([fnn.Dense(2, use_bias=False)], input_dim=3)
+    with pytest.raises(ValueError, match="use_bias=False"):
+        plain.layers[0].b = np.zeros(2)
 
 
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])
