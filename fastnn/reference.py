@@ -12,7 +12,14 @@ Conventions
 * Every array stays in the dtype of the parameters (float32 or float64);
   scalars such as ``lr`` are Python floats, which NumPy >= 2 does not upcast.
 * Losses take the *raw* outputs of the last layer (logits) and apply the link
-  (softmax / sigmoid) themselves, so the output layer is normally ``identity``.
+  (softmax / sigmoid) themselves. As in fastnn, a :class:`Model` whose last
+  :class:`Dense` has ``activation="softmax"`` (loss ``softmax_cross_entropy``
+  only) or ``"sigmoid"`` with ``binary_cross_entropy`` fuses that activation
+  into the loss: the layer is marked ``fused``, applies no activation, and
+  ``Model.forward`` returns logits. Any other output activation is applied.
+* Random streams follow fastnn's: ``Model.fit(seed=s)`` shuffles with
+  ``default_rng([s, 1])`` and a :class:`Dropout` given the model seed and its
+  layer index draws fastnn's counter-based mask (:func:`dropout_keep`).
 """
 
 import math
@@ -77,6 +84,13 @@ ACTIVATIONS = {
 }
 
 ACTIVATION_ALIASES = {"linear": "identity", "logistic": "sigmoid"}
+
+# Not elementwise, so not in the table: a Dense layer may still use it (on the
+# last layer of a Model it is fused into softmax_cross_entropy).
+SOFTMAX = "softmax"
+
+# Activations whose "auto" initialisation is he_uniform (glorot_uniform otherwise).
+RELU_FAMILY = {"relu", "leaky_relu", "elu", "selu", "gelu"}
 
 
 def resolve_activation(name):
@@ -166,17 +180,26 @@ LOSSES = {
 
 # === Initialisation
 
-def init_weights(rng, fan_in, fan_out, init, dtype):
+def init_weights(rng, fan_in, fan_out, init, dtype, activation="identity"):
     """A (fan_in, fan_out) weight matrix drawn in float64 from Generator ``rng``.
 
     glorot_uniform U(-l, l), l = sqrt(6/(fan_in+fan_out)); glorot_normal
     N(0, sqrt(2/(fan_in+fan_out))); he_uniform l = sqrt(6/fan_in);
-    he_normal N(0, sqrt(2/fan_in)). The result is cast to ``dtype``.
+    he_normal N(0, sqrt(2/fan_in)); "auto" is he_uniform for ``activation``
+    in RELU_FAMILY, glorot_uniform otherwise. The result is cast to ``dtype``.
+
+    fastnn's ``Sequential(seed=s)`` draws its initial weights this way: one
+    ``default_rng(s)``, each Dense layer's W in layer order. Biases and
+    BatchNorm (gamma 1, beta 0, running mean 0, running var 1) and Dropout
+    draw nothing.
     """
+    if init == "auto":
+        activation = ACTIVATION_ALIASES.get(activation, activation)
+        init = "he_uniform" if activation in RELU_FAMILY else "glorot_uniform"
     family, _, dist = init.partition("_")
     fan = {"glorot": fan_in + fan_out, "he": fan_in}.get(family)
     if fan is None or dist not in ("uniform", "normal"):
-        raise ValueError(f"unknown init {init!r}; expected glorot_uniform, "
+        raise ValueError(f"unknown init {init!r}; expected auto, glorot_uniform, "
                          "glorot_normal, he_uniform or he_normal")
     if dist == "uniform":
         limit = math.sqrt(6 / fan)
@@ -193,14 +216,18 @@ class Dense:
 
     ``b=None`` creates a zero bias. With ``use_bias=False`` the bias is still
     stored (and listed in params) but its gradient is always zero, so any
-    optimizer leaves it at its value (zero).
+    optimizer leaves it at its value (zero). ``activation="softmax"`` gives
+    row softmaxes; it has no backward of its own unless ``fused``. A
+    :class:`Model` sets ``fused`` on a last layer whose activation its loss
+    applies (see the module notes): that layer then returns A = Z.
     """
 
     def __init__(self, W, b=None, activation="identity", use_bias=True):
         self.W = W
         self.b = np.zeros(W.shape[1], dtype=W.dtype) if b is None else b
-        self.activation = resolve_activation(activation)
+        self.activation = activation if activation == SOFTMAX else resolve_activation(activation)
         self.use_bias = use_bias
+        self.fused = False
         self.is_weight = [True, False]
         self.dW = np.zeros_like(self.W)
         self.db = np.zeros_like(self.b)
@@ -211,14 +238,25 @@ class Dense:
     def grads(self):
         return [self.dW, self.db]
 
+    def applied_activation(self):
+        """The activation this layer applies: identity when fused into the loss."""
+        return "identity" if self.fused else self.activation
+
     def forward(self, X, training=False):
         self.X = X
         self.Z = X @ self.W + self.b
-        return ACTIVATIONS[self.activation][0](self.Z)
+        name = self.applied_activation()
+        if name == SOFTMAX:
+            return softmax(self.Z)
+        return ACTIVATIONS[name][0](self.Z)
 
     def backward(self, dA):
         """dZ = dA * f'(Z); dW = X^T dZ; db = sum_rows dZ; returns dX = dZ W^T."""
-        dZ = dA * ACTIVATIONS[self.activation][1](self.Z)
+        name = self.applied_activation()
+        if name == SOFTMAX:
+            raise ValueError("Dense: a 'softmax' activation is only differentiated fused "
+                             "into loss 'softmax_cross_entropy', as the last layer of a Model")
+        dZ = dA * ACTIVATIONS[name][1](self.Z)
         self.dW = self.X.T @ dZ
         self.db = dZ.sum(axis=0) if self.use_bias else np.zeros_like(self.b)
         return dZ @ self.W.T
@@ -268,19 +306,59 @@ class BatchNorm:
                                      - self.xhat * (dxhat * self.xhat).sum(axis=0))
 
 
+# fastnn's dropout mask (kernels/norm.py): a counter-based hash, so the mask of
+# an element depends only on (seed, step, layer, row, unit), never on threads.
+U64 = 2**64 - 1                 # arithmetic mod 2**64 (uint64 arrays wrap by themselves)
+GOLDEN = 0x9E3779B97F4A7C15     # the seed's and the element index's multiplier
+STEP_MUL = 0xD1B54A32D192ED03
+LAYER_MUL = 0x8CB92BA72F3D8DD7
+
+
+def mix64(x):
+    """splitmix64 finaliser of x: a Python int in [0, 2**64) or a uint64 array."""
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & U64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & U64
+    return x ^ (x >> 31)
+
+
+def dropout_keep(seed, step, layer, shape, rate):
+    """fastnn's Dropout mask: a bool (n, width) array, True where kept.
+
+    For row i of the n-row batch and unit j, at training step ``step`` (1 for
+    the first batch ever) of the layer at index ``layer`` in a model with
+    ``seed``:  base = mix64(seed*GOLDEN + step*STEP_MUL + layer*LAYER_MUL),
+    h = mix64(base + (j*n + i)*GOLDEN) (all mod 2**64), u = (h >> 11) / 2**53,
+    kept iff u >= rate.
+    """
+    n, width = shape
+    seed, step, layer = int(seed), int(step), int(layer)    # Python ints: no overflow
+    base = mix64((seed * GOLDEN + step * STEP_MUL + layer * LAYER_MUL) & U64)
+    i = np.arange(n, dtype=np.uint64)[:, None]
+    j = np.arange(width, dtype=np.uint64)[None, :]
+    h = mix64(base + (j * n + i) * GOLDEN)
+    u = (h >> 11).astype(np.float64) * 2.0**-53
+    return u >= rate
+
+
 class Dropout:
     """Training: Y = X * mask / (1 - rate) with a 0/1 mask; inference: Y = X.
 
     The mask is, in order of preference, the ``mask=`` argument of
-    :meth:`forward`, the attribute ``fixed_mask`` (if not None), or a fresh
-    draw ``rng.random(X.shape) >= rate`` from this layer's own Generator.
+    :meth:`forward`, the attribute ``fixed_mask`` (if not None), fastnn's
+    mask :func:`dropout_keep` when ``layer`` (this layer's index in the
+    model, ``seed`` the model's seed) is given (the :class:`Model` passes
+    the ``step``), or else a fresh draw ``rng.random(X.shape) >= rate`` from
+    this layer's own Generator ``default_rng(seed)``.
     """
 
-    def __init__(self, rate, seed=None, fixed_mask=None):
+    def __init__(self, rate, seed=None, fixed_mask=None, layer=None):
         if not 0 <= rate < 1:
             raise ValueError(f"dropout rate must be in [0, 1), got {rate!r}")
+        if layer is not None and seed is None:
+            raise ValueError("Dropout: fastnn's mask (layer given) needs the model's seed")
         self.rate = rate
-        self.rng = np.random.default_rng(seed)
+        self.seed, self.layer = seed, layer
+        self.rng = np.random.default_rng(seed) if layer is None else None
         self.fixed_mask = fixed_mask
         self.is_weight = []
 
@@ -290,12 +368,17 @@ class Dropout:
     def grads(self):
         return []
 
-    def forward(self, X, training=False, mask=None):
+    def forward(self, X, training=False, mask=None, step=None):
         if not training:
             self.scale = None
             return X
         if mask is None:
             mask = self.fixed_mask
+        if mask is None and self.layer is not None:
+            if step is None:
+                raise ValueError("Dropout: fastnn's mask needs the training step "
+                                 "(1 for the first batch)")
+            mask = dropout_keep(self.seed, step, self.layer, X.shape, self.rate)
         if mask is None:
             mask = self.rng.random(X.shape) >= self.rate
         self.scale = np.asarray(mask, dtype=X.dtype) / (1 - self.rate)
@@ -473,6 +556,10 @@ class Model:
 
     Total batch loss = data loss + 0.5 * l2 * sum ||W||^2 over Dense weight
     matrices; with ``l2_per_row`` the coefficient is l2 / n_batch_rows.
+    A last Dense with softmax (loss softmax_cross_entropy only) or with
+    sigmoid and binary_cross_entropy is fused into the loss, as in fastnn.
+    ``step`` counts training steps (``train_step`` calls, 0 at the start);
+    Dropout layers draw the masks of step ``step + 1``.
     """
 
     def __init__(self, layers, loss, l2=0.0, l2_per_row=False):
@@ -480,6 +567,24 @@ class Model:
             raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)}")
         self.layers, self.loss, self.loss_fn = list(layers), loss, LOSSES[loss]
         self.l2, self.l2_per_row = l2, l2_per_row
+        self.step = 0
+        self._fuse_output()
+
+    def _fuse_output(self):
+        """Allow softmax on the last layer only, with softmax cross-entropy, and
+        mark a last Dense whose activation the loss applies as ``fused``."""
+        for i, layer in enumerate(self.layers[:-1]):
+            if isinstance(layer, Dense) and layer.activation == SOFTMAX:
+                raise ValueError(f"layers[{i}]: activation='softmax' is only allowed on the "
+                                 "last layer, with loss='softmax_cross_entropy'")
+        last = self.layers[-1] if self.layers else None
+        if not isinstance(last, Dense):
+            return
+        if last.activation == SOFTMAX and self.loss != "softmax_cross_entropy":
+            raise ValueError(f"loss={self.loss!r}: a final 'softmax' activation needs "
+                             "loss='softmax_cross_entropy'")
+        last.fused = (last.activation == SOFTMAX
+                      or (last.activation == "sigmoid" and self.loss == "binary_cross_entropy"))
 
     def params(self):
         return [p for layer in self.layers for p in layer.params()]
@@ -493,7 +598,10 @@ class Model:
     def forward(self, X, training=False):
         """Output of the last layer (logits / raw outputs), shape (n, k)."""
         for layer in self.layers:
-            X = layer.forward(X, training)
+            if isinstance(layer, Dropout):
+                X = layer.forward(X, training, step=self.step + 1)
+            else:
+                X = layer.forward(X, training)
         return X
 
     def loss_and_grads(self, X, T, sample_weight=None):
@@ -515,14 +623,23 @@ class Model:
     def train_step(self, X, T, optimizer, sample_weight=None):
         loss = self.loss_and_grads(X, T, sample_weight)
         optimizer.step(self.params(), self.grads(), self.is_weight())
+        self.step += 1
         return loss
 
     def fit(self, X, T, optimizer, batch_size, epochs, shuffle=True, seed=0,
             schedule=None, sample_weight=None):
         """Minibatch training. Returns {"batch_losses": [...], "epoch_loss": [...]},
-        epoch_loss holding one batch-size-weighted mean per epoch."""
+        epoch_loss holding one batch-size-weighted mean per epoch.
+
+        Each epoch's order is ``rng.permutation(n)``. For an integer ``seed``,
+        rng = default_rng([seed, 1]), made once per call: the orders of the
+        first ``fit`` of a fastnn ``Sequential(seed=seed)``. A Generator
+        ``seed`` is used (and advanced) as it is; None gives fresh entropy."""
         n = X.shape[0]
-        rng = np.random.default_rng(seed)
+        if isinstance(seed, np.random.Generator):
+            rng = seed
+        else:
+            rng = np.random.default_rng(None if seed is None else [seed, 1])
         sample_weight = None if sample_weight is None else np.asarray(sample_weight)
         lr0 = optimizer.lr
         batch_losses, epoch_loss = [], []
@@ -539,3 +656,52 @@ class Model:
                 total += loss * len(idx)
             epoch_loss.append(total / n)
         return {"batch_losses": batch_losses, "epoch_loss": epoch_loss}
+
+
+# === Mirroring fastnn objects (duck-typed on class names: fastnn is not imported)
+
+def from_model(model, masks=None):
+    """A :class:`Model` mirroring a built, compiled fastnn ``Sequential``.
+
+    It holds copies of the current weights, BatchNorm parameters and running
+    statistics, the loss, ``l2`` and per-row l2, and Dropout layers drawing
+    fastnn's masks (the model's seed, their layer index) unless ``masks``
+    maps a layer index to a fixed bool (n, width) mask; ``step`` is the
+    number of optimizer steps fastnn has taken (0 for an untrained model).
+    """
+    if getattr(model, "loss", None) is None or not getattr(model, "_built", False):
+        raise ValueError("from_model: the fastnn model must be compiled and built "
+                         "(input_dim given, or fitted)")
+    masks = {} if masks is None else masks
+    layers = []
+    for l, layer in enumerate(model.layers):
+        kind = type(layer).__name__
+        if kind == "Dense":
+            b = layer.b.copy() if layer.use_bias else None
+            layers.append(Dense(layer.W.copy(), b, layer.activation, layer.use_bias))
+        elif kind == "BatchNorm":
+            layers.append(BatchNorm(layer.gamma.copy(), layer.beta.copy(),
+                                    layer.running_mean.copy(), layer.running_var.copy(),
+                                    momentum=layer.momentum, eps=layer.eps))
+        elif kind == "Dropout":
+            layers.append(Dropout(layer.rate, seed=model.seed, fixed_mask=masks.get(l),
+                                  layer=l))
+        else:
+            raise TypeError(f"from_model: layers[{l}] is a {kind}, not Dense, BatchNorm "
+                            "or Dropout")
+    mirror = Model(layers, model.loss, l2=model.l2, l2_per_row=model._l2_per_row)
+    opt_state = getattr(model, "_opt_state", None)
+    mirror.step = 0 if opt_state is None else int(opt_state["t"][0])
+    return mirror
+
+
+def from_optimizer(opt):
+    """A fresh reference optimizer (no state, t = 0) with the settings of
+    fastnn optimizer ``opt`` (matched by class name)."""
+    classes = {"SGD": SGD, "Momentum": Momentum, "RMSProp": RMSProp, "Adam": Adam,
+               "AdamW": AdamW, "_AdamSK": AdamSK}
+    name = type(opt).__name__
+    if name not in classes:
+        raise ValueError(f"from_optimizer: no reference optimizer for {name!r}; "
+                         f"expected one of {sorted(classes)}")
+    return classes[name](**opt.get_config())

@@ -45,26 +45,9 @@ def compiled_loss_and_grads(model, X, T, sw=None, step=1):
 
 
 def to_reference(model, masks=None):
-    """A fastnn.reference.Model with copies of ``model``'s current weights."""
-    layers = []
-    for l, layer in enumerate(model.layers):
-        if isinstance(layer, fnn.Dense):
-            act = layer.activation
-            last = l == len(model.layers) - 1
-            if last and (act == "softmax"
-                         or (act == "sigmoid" and model.loss == "binary_cross_entropy")):
-                act = "identity"
-            b = layer.b.copy() if layer.use_bias else None
-            layers.append(ref.Dense(layer.W.copy(), b, activation=act,
-                                    use_bias=layer.use_bias))
-        elif isinstance(layer, fnn.BatchNorm):
-            layers.append(ref.BatchNorm(layer.gamma.copy(), layer.beta.copy(),
-                                        layer.running_mean.copy(), layer.running_var.copy(),
-                                        momentum=layer.momentum, eps=layer.eps))
-        else:
-            fixed = None if masks is None else masks.get(l)
-            layers.append(ref.Dropout(layer.rate, fixed_mask=fixed))
-    return ref.Model(layers, model.loss, l2=model.l2, l2_per_row=model._l2_per_row)
+    """A fastnn.reference.Model with copies of ``model``'s current weights
+    (``masks``: fixed Dropout masks by layer index; see ``ref.from_model``)."""
+    return ref.from_model(model, masks)
 
 
 def _flatten(ref_model, arrays):
@@ -90,9 +73,8 @@ def reference_flat_grads(ref_model):
 
 
 def reference_optimizer(opt):
-    cls = {"SGD": ref.SGD, "Momentum": ref.Momentum, "RMSProp": ref.RMSProp,
-           "Adam": ref.Adam, "AdamW": ref.AdamW, "_AdamSK": ref.AdamSK}[type(opt).__name__]
-    return cls(**opt.get_config())
+    """The reference optimizer with ``opt``'s settings (``ref.from_optimizer``)."""
+    return ref.from_optimizer(opt)
 
 
 def targets(loss, rng, n, k, dtype):

@@ -1,7 +1,6 @@
 """Tests for fastnn.reference, the NumPy oracle."""
 
 import importlib.util
-import itertools
 import math
 import pathlib
 
@@ -423,7 +422,7 @@ def test_fit_matches_manual_loop_and_schedule():
     o1, o2 = ref.SGD(0.1), ref.SGD(0.1)
     sched = ref.ExponentialDecay(0.5)
     out = m1.fit(X, T, o1, batch_size=4, epochs=3, seed=5, schedule=sched, sample_weight=sw)
-    perm_rng, losses = np.random.default_rng(5), []
+    perm_rng, losses = np.random.default_rng([5, 1]), []   # fastnn's shuffle stream
     for epoch in range(3):
         o2.lr = 0.1 * 0.5**epoch
         order = perm_rng.permutation(10)
@@ -479,6 +478,281 @@ def test_loss_decreases_on_blobs():
     out = model.fit(X, T, ref.SGD(0.05, momentum=0.9), batch_size=32, epochs=10)
     ep = out["epoch_loss"]
     assert ep[-1] < 0.5 * ep[0]
-    assert all(b < a + 1e-12 for a, b in itertools.pairwise(ep))
+    # momentum may bump the loss up for an epoch (it does at epoch 3 with this
+    # shuffle stream), but it ends at its lowest, far below where it started
+    assert max(ep[1:]) < 0.1 * ep[0] and ep[-1] == min(ep)
     acc = (ref.softmax(model.forward(X)).argmax(1) == y).mean()
     assert acc > 0.95
+
+
+# ---------------------------------------------------------------- fused output layers
+
+def test_fused_output_layers_apply_their_link_once():
+    rng = np.random.default_rng(14)
+    X = rng.normal(size=(6, 3))
+    W1, W2 = rng.normal(size=(3, 4)), rng.normal(size=(4, 3))
+    b1, b2 = rng.normal(size=4), rng.normal(size=3)
+
+    def model(last_act, loss, k=3):
+        return ref.Model([ref.Dense(W1.copy(), b1.copy(), "tanh"),
+                          ref.Dense(W2[:, :k].copy(), b2[:k].copy(), last_act)], loss)
+
+    for act, loss, k in [("softmax", "softmax_cross_entropy", 3),
+                         ("sigmoid", "binary_cross_entropy", 2),
+                         ("logistic", "binary_cross_entropy", 1)]:
+        T = np.eye(k)[rng.integers(0, k, 6)] if act == "softmax" else \
+            rng.integers(0, 2, (6, k)).astype(float)
+        fused, linear = model(act, loss, k), model("identity", loss, k)
+        assert fused.layers[-1].fused and not linear.layers[-1].fused
+        np.testing.assert_array_equal(fused.forward(X), linear.forward(X))   # logits
+        assert fused.loss_and_grads(X, T) == linear.loss_and_grads(X, T)
+        for a, b in zip(fused.grads(), linear.grads()):
+            np.testing.assert_array_equal(a, b)
+        assert fd_check(fused, X, T) < 1e-6
+    # sigmoid with another loss is an ordinary activation
+    plain = model("sigmoid", "mse", 2)
+    assert not plain.layers[-1].fused
+    assert np.all((plain.forward(X) > 0) & (plain.forward(X) < 1))
+    # a standalone softmax Dense gives probabilities; it has no backward of its own
+    layer = ref.Dense(W2.copy(), b2.copy(), "softmax")
+    np.testing.assert_allclose(layer.forward(X @ W1), ref.softmax(X @ W1 @ W2 + b2))
+    with pytest.raises(ValueError, match="softmax"):
+        layer.backward(np.ones((6, 3)))
+
+
+def test_softmax_misuse_raises():
+    rng = np.random.default_rng(15)
+    with pytest.raises(ValueError, match=r"layers\[0\].*only allowed on the last layer"):
+        ref.Model([dense(rng, 3, 4, "softmax"), dense(rng, 4, 3)], "softmax_cross_entropy")
+    for loss in ["mse", "binary_cross_entropy", "half_mse"]:
+        with pytest.raises(ValueError, match=f"loss='{loss}'.*softmax_cross_entropy"):
+            ref.Model([dense(rng, 3, 4, "tanh"), dense(rng, 4, 3, "softmax")], loss)
+    with pytest.raises(ValueError, match="activation"):
+        ref.activation("softmax", np.zeros(3))    # not an elementwise activation
+
+
+# ---------------------------------------------------------------- dropout mask
+
+def test_dropout_keep_is_a_pure_hash():
+    keep = ref.dropout_keep(3, 5, 2, (40, 30), 0.3)
+    assert keep.shape == (40, 30) and keep.dtype == bool
+    assert 0.6 < keep.mean() < 0.8
+    np.testing.assert_array_equal(keep, ref.dropout_keep(3, 5, 2, (40, 30), 0.3))
+    for other in [(4, 5, 2), (3, 6, 2), (3, 5, 1)]:       # seed, step, layer all matter
+        assert not np.array_equal(keep, ref.dropout_keep(*other, (40, 30), 0.3))
+    assert ref.dropout_keep(3, 5, 2, (40, 30), 0.0).all()
+    # a scalar check of the formula, in Python ints
+    base = ref.mix64((3 * ref.GOLDEN + 5 * ref.STEP_MUL + 2 * ref.LAYER_MUL) % 2**64)
+    i, j = 7, 11
+    u = (ref.mix64((base + (j * 40 + i) * ref.GOLDEN) % 2**64) >> 11) / 2**53
+    assert keep[i, j] == (u >= 0.3)
+
+
+def test_dropout_layer_masks():
+    X = np.arange(1.0, 13.0).reshape(3, 4)
+    d = ref.Dropout(0.5, seed=9, layer=1)
+    Y = d.forward(X, training=True, step=4)
+    np.testing.assert_array_equal(Y, X * ref.dropout_keep(9, 4, 1, (3, 4), 0.5) * 2)
+    np.testing.assert_array_equal(d.backward(np.ones_like(X)), (Y != 0) * 2.0)
+    np.testing.assert_array_equal(d.forward(X, training=False), X)
+    mask = np.ones((3, 4), bool)
+    np.testing.assert_array_equal(d.forward(X, training=True, mask=mask, step=4), 2 * X)
+    with pytest.raises(ValueError, match="step"):
+        d.forward(X, training=True)
+    with pytest.raises(ValueError, match="seed"):
+        ref.Dropout(0.5, layer=1)
+    # the Model hands its Dropout layers step + 1, and counts train steps
+    rng = np.random.default_rng(16)
+    model = ref.Model([dense(rng, 4, 5, "tanh"), ref.Dropout(0.4, seed=9, layer=1),
+                       dense(rng, 5, 2)], "mse")
+    assert model.step == 0
+    Xb, T = rng.normal(size=(6, 4)), rng.normal(size=(6, 2))
+    for step in (1, 2):
+        model.train_step(Xb, T, ref.SGD(0.1))
+        np.testing.assert_array_equal(model.layers[1].scale != 0,
+                                      ref.dropout_keep(9, step, 1, (6, 5), 0.4))
+    assert model.step == 2
+
+
+# ---------------------------------------------------------------- init "auto"
+
+def test_init_auto():
+    for act, init in [("relu", "he_uniform"), ("gelu", "he_uniform"), ("selu", "he_uniform"),
+                      ("tanh", "glorot_uniform"), ("identity", "glorot_uniform"),
+                      ("logistic", "glorot_uniform"), ("softmax", "glorot_uniform")]:
+        a = ref.init_weights(np.random.default_rng(2), 5, 3, "auto", np.float64, activation=act)
+        b = ref.init_weights(np.random.default_rng(2), 5, 3, init, np.float64)
+        np.testing.assert_array_equal(a, b)
+    assert ref.RELU_FAMILY == {"relu", "leaky_relu", "elu", "selu", "gelu"}
+
+
+# ---------------------------------------------------------------- against fastnn
+
+def _core():
+    """fastnn and the core test helpers (the test skips without fastnn)."""
+    fnn = pytest.importorskip("fastnn")
+    from tests import _core_helpers
+    return fnn, _core_helpers
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_init_reproduces_fastnn_initial_weights(dtype):
+    """Sequential(seed=s) draws each Dense W in layer order from one
+    default_rng(s); biases, BatchNorm and Dropout draw nothing."""
+    fnn, _ = _core()
+    layers = [fnn.Dense(6, activation="relu"), fnn.BatchNorm(),
+              fnn.Dense(5, activation="tanh", init="glorot_normal"), fnn.Dropout(0.2),
+              fnn.Dense(4, activation="leaky_relu", init="he_normal", use_bias=False),
+              fnn.Dense(4, activation="logistic"), fnn.Dense(3, activation="softmax")]
+    m = fnn.Sequential(layers, input_dim=4, dtype=dtype, seed=11)
+    rng, width = np.random.default_rng(11), 4
+    for layer in m.layers:
+        if isinstance(layer, fnn.Dense):
+            W = ref.init_weights(rng, width, layer.units, layer.init, np.dtype(dtype),
+                                 activation=layer.activation)
+            np.testing.assert_array_equal(W, layer.W)
+            assert layer.b is None or not layer.b.any()
+            width = layer.units
+        elif isinstance(layer, fnn.BatchNorm):
+            assert (layer.gamma == 1).all() and not layer.beta.any()
+            assert not layer.running_mean.any() and (layer.running_var == 1).all()
+
+
+@pytest.mark.parametrize("act, loss, k", [("softmax", "softmax_cross_entropy", 3),
+                                          ("sigmoid", "binary_cross_entropy", 2),
+                                          ("sigmoid", "mse", 2)])
+def test_fused_output_one_step_matches_fastnn(act, loss, k):
+    fnn, h = _core()
+    rng = np.random.default_rng(17)
+    m = fnn.Sequential([fnn.Dense(5, activation="tanh"), fnn.Dense(k, activation=act)],
+                       input_dim=3, dtype="float64", seed=3)
+    m.compile(loss, fnn.SGD(0.1), l2=0.01)
+    X = rng.normal(size=(9, 3))
+    T, y = h.targets(loss, rng, 9, k, np.float64)
+    r = ref.from_model(m)
+    assert r.layers[-1].fused == (loss != "mse")
+    np.testing.assert_allclose(r.forward(X), m._raw_outputs(X), rtol=1e-12)
+    loss_value, g, _ = h.compiled_loss_and_grads(m, X, T)
+    assert r.loss_and_grads(X, T) == pytest.approx(loss_value, rel=1e-12)
+    np.testing.assert_allclose(h.reference_flat_grads(r), g, rtol=1e-10, atol=1e-13)
+    r.train_step(X, T, ref.from_optimizer(m.optimizer))
+    m.fit(X, y, batch_size=9, epochs=1, shuffle=False)
+    np.testing.assert_allclose(h.reference_flat(r), m.get_weights(), rtol=1e-12, atol=1e-14)
+
+
+def test_dropout_mask_matches_the_kernel():
+    fnn, h = _core()
+    from fastnn.kernels.norm import dropout_mask
+    for seed in (0, 5, 2**63 - 1):
+        m = fnn.Sequential([fnn.Dense(6, activation="tanh"), fnn.Dropout(0.3),
+                            fnn.Dense(5, activation="relu"), fnn.Dropout(0.6), fnn.Dense(2)],
+                           input_dim=3, dtype="float64", seed=seed)
+        m.compile("mse", fnn.SGD(0.1))
+        X, T = np.ones((13, 3)), np.zeros((13, 2))
+        for step in (1, 2, 1000):
+            _, _, masks = h.compiled_loss_and_grads(m, X, T, step=step)
+            assert set(masks) == {1, 3}
+            for l, mask in masks.items():
+                want = ref.dropout_keep(seed, step, l, mask.shape, m.layers[l].rate)
+                np.testing.assert_array_equal(mask, want)
+    # rows 5..9 of a 13-row batch, as a row chunk computes them
+    M = np.zeros(4 * 5)
+    dropout_mask(M, 0.5, 7, 3, 2, 5, 5, 13)
+    np.testing.assert_array_equal(M.reshape(4, 5).T > 0,
+                                  ref.dropout_keep(7, 3, 2, (13, 4), 0.5)[5:10])
+
+
+def _dropout_net(fnn, kind):
+    if kind == "batchnorm":
+        layers = [fnn.Dense(8, activation="relu", use_bias=False), fnn.BatchNorm(),
+                  fnn.Dropout(0.25), fnn.Dense(1, activation="sigmoid")]
+        return layers, "binary_cross_entropy", 1
+    layers = [fnn.Dense(8, activation="tanh"), fnn.Dropout(0.3),
+              fnn.Dense(6, activation="relu"), fnn.Dropout(0.2),
+              fnn.Dense(3, activation="softmax")]
+    return layers, "softmax_cross_entropy", 3
+
+
+@pytest.mark.parametrize("kind", ["plain", "batchnorm", "chunked"])
+def test_shuffled_fit_with_dropout_matches_fastnn(kind, monkeypatch):
+    """Same seed, same rows in the same order, same dropout masks: the same
+    training, whole batches or (chunked) row chunks over a transposed,
+    column-split first layer. 45 rows in batches of 16: 16, 16, 13."""
+    fnn, h = _core()
+    from fastnn import model as fmodel
+    if kind == "chunked":
+        for name, value in [("TRANSPOSE_MIN_WEIGHTS", 1), ("MIN_CHUNK_ROWS", 4),
+                            ("MIN_CHUNK_MACS", 1), ("MIN_COL_WIDTH", 1)]:
+            monkeypatch.setattr(fmodel, name, value)
+    rng = np.random.default_rng(18)
+    layers, loss, k = _dropout_net(fnn, kind)
+    m = fnn.Sequential(layers, input_dim=4, dtype="float64", seed=21)
+    m.compile(loss, fnn.Adam(0.01), l2=0.001)
+    X = rng.normal(size=(45, 4))
+    T, y = h.targets(loss, rng, 45, k, np.float64)
+    r = ref.from_model(m)
+    hist = m.fit(X, y, batch_size=16, epochs=3, shuffle=True)
+    out = r.fit(X, T, ref.from_optimizer(m.optimizer), 16, 3, shuffle=True, seed=m.seed)
+    if kind == "chunked":
+        assert m._spec[0, 9] == 1 and m._buffers.n_chunks == 4   # K_WT: transposed
+        assert m._buffers.col_parts == 4
+    assert r.step == int(m._opt_state["t"][0]) == 9
+    np.testing.assert_allclose(out["batch_losses"], hist.batch_losses, rtol=1e-10)
+    np.testing.assert_allclose(h.reference_flat(r), m.get_weights(), rtol=1e-10, atol=1e-12)
+    for a, b in zip(r.layers, m.layers):
+        if isinstance(b, fnn.BatchNorm):
+            np.testing.assert_allclose(a.running_mean, b.running_mean, rtol=1e-10)
+            np.testing.assert_allclose(a.running_var, b.running_var, rtol=1e-10)
+
+
+def test_from_model_round_trip():
+    fnn, h = _core()
+    rng = np.random.default_rng(19)
+    m = fnn.Sequential([fnn.Dense(6, activation="relu"), fnn.BatchNorm(momentum=0.8),
+                        fnn.Dropout(0.3), fnn.Dense(2, activation="sigmoid")],
+                       input_dim=3, dtype="float64", seed=4)
+    with pytest.raises(ValueError, match="compiled"):
+        ref.from_model(m)
+    m.compile("binary_cross_entropy", fnn.SGD(0.05), l2=0.01)
+    assert ref.from_model(m).step == 0
+    X = rng.normal(size=(30, 3))
+    T, y = h.targets("binary_cross_entropy", rng, 30, 2, np.float64)
+    m.fit(X, y, batch_size=8, epochs=2)                 # 8 steps
+    r = ref.from_model(m)
+    assert [type(layer).__name__ for layer in r.layers] == ["Dense", "BatchNorm", "Dropout",
+                                                            "Dense"]
+    assert r.step == 8 and r.loss == "binary_cross_entropy" and r.l2 == 0.01
+    assert r.l2_per_row is False and r.layers[-1].fused
+    assert r.layers[0].activation == "relu" and r.layers[-1].activation == "sigmoid"
+    drop, bn = r.layers[2], r.layers[1]
+    assert (drop.rate, drop.seed, drop.layer) == (0.3, m.seed, 2)
+    assert (bn.momentum, bn.eps) == (0.8, 1e-5)
+    np.testing.assert_array_equal(h.reference_flat(r), m.get_weights())
+    np.testing.assert_array_equal(bn.running_mean, m.layers[1].running_mean)
+    np.testing.assert_array_equal(bn.running_var, m.layers[1].running_var)
+    r.layers[0].W[...] = 0                               # copies, not views
+    bn.running_mean[...] = 0
+    assert m.layers[0].W.any() and m.layers[1].running_mean.any()
+    # the mirror continues where fastnn is: step 9's dropout mask, same update
+    r = ref.from_model(m)
+    r.train_step(X[:8], T[:8], ref.SGD(0.05))            # plain SGD keeps no state
+    m.fit(X[:8], y[:8], batch_size=8, epochs=1, shuffle=False)
+    np.testing.assert_allclose(h.reference_flat(r), m.get_weights(), rtol=1e-12, atol=1e-14)
+    fixed = {2: np.ones((8, 6), bool)}
+    assert ref.from_model(m, fixed).layers[2].fixed_mask is fixed[2]
+
+
+def test_from_optimizer():
+    fnn, _ = _core()
+    from fastnn.optimizers import _AdamSK
+    cases = [(fnn.SGD(0.1, momentum=0.5, nesterov=True), ref.SGD),
+             (fnn.Momentum(0.2, beta=0.7), ref.Momentum), (fnn.RMSProp(0.3, rho=0.8), ref.RMSProp),
+             (fnn.Adam(0.01, beta1=0.8), ref.Adam), (fnn.AdamW(0.01, weight_decay=0.2), ref.AdamW),
+             (_AdamSK(0.02), ref.AdamSK)]
+    for opt, cls in cases:
+        mirror = ref.from_optimizer(opt)
+        assert type(mirror) is cls and mirror.t == 0
+        for key, value in opt.get_config().items():
+            assert getattr(mirror, key) == value
+    with pytest.raises(ValueError, match="reference optimizer"):
+        ref.from_optimizer(object())
