@@ -78,13 +78,11 @@ def main(argv=None):
     ns = parser.parse_args(argv)
     if ns.command == "demo":
         from . import demo
-        if not ns.no_plots and demo._can_plot():
-            try:
-                demo.make_out(ns.out)
-            except ValueError as e:
-                parser.error(f"--{e}")
-        demo.main(out=ns.out, quick=ns.quick, experiments=ns.only, seed=ns.seed,
-                  plots=not ns.no_plots)
+        try:
+            demo.main(out=ns.out, quick=ns.quick, experiments=ns.only, seed=ns.seed,
+                      plots=not ns.no_plots)
+        except demo.OutFolderError as e:      # raised before any training
+            parser.error(f"--{e}")
         return 0
     if ns.command == "bench":
         return bench(ns.args)

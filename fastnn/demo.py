@@ -410,13 +410,17 @@ def _can_plot():
     return True
 
 
+class OutFolderError(ValueError):
+    """The figures' folder cannot be made (raised before any training)."""
+
+
 def make_out(out):
-    """Create the figures' folder ``out`` (ValueError naming it if it cannot be)."""
+    """Create the figures' folder ``out`` (OutFolderError naming it if it cannot be)."""
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as e:
-        raise ValueError(f"out: cannot create the folder {str(out)!r} "
-                         f"({e.strerror or e})") from None
+        raise OutFolderError(f"out: cannot create the folder {str(out)!r} "
+                             f"({e.strerror or e})") from None
 
 
 def main(out=DEFAULT_OUT, quick=False, experiments=None, seed=0, plots=True, echo=None):
