@@ -1,8 +1,9 @@
 """Compiled Numba kernels (no classes, no validation, no allocation)."""
 
-from . import _cache_guard
+from . import _blas_preload, _cache_guard
 
 _cache_guard.check()    # before any cached kernel is loaded
+_blas_preload.preload()  # before Numba's first kernel imports it with all of scipy.linalg
 
 from .activations import activation_backward, activation_forward
 from .chunked import (
