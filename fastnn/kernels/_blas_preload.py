@@ -47,11 +47,15 @@ def preload():
         try:
             spec.loader.exec_module(module)
         except BaseException:
-            del sys.modules[NAME]
+            sys.modules.pop(NAME, None)
             raise
     except Exception:
         return
-    sys.meta_path.insert(0, _LinkWhenParentImported())
+    parent = sys.modules.get(PARENT)
+    if parent is None:
+        sys.meta_path.insert(0, _LinkWhenParentImported())
+    elif not hasattr(parent, "cython_blas"):      # the module imported its package after all
+        parent.cython_blas = module
 
 
 class _LinkWhenParentImported(importlib.abc.MetaPathFinder):
