@@ -253,6 +253,28 @@ def chunk_threads(n_chunks, want=True):
         _pool_lock.release()
 
 
+# kernels.chunked.train_workers keeps its workers in one parallel region and
+# needs them all running at once; a worker that waits CHECK_IN_SPINS spins
+# (tens of milliseconds) for the others at the start gives up, and the call
+# runs a fork-join per pass instead (train_chunked). After
+# MAX_CHECK_IN_FAILURES failures in a row (a threading layer that does not
+# give each worker its own thread) the process stops trying.
+CHECK_IN_SPINS = 2 ** 24
+MAX_CHECK_IN_FAILURES = 3
+_check_in_failures = 0
+
+
+def workers_usable():
+    """Whether training calls may try ``train_workers``."""
+    return _check_in_failures < MAX_CHECK_IN_FAILURES
+
+
+def record_check_in(ok):
+    """A ``train_workers`` call checked its workers in (``ok``) or not."""
+    global _check_in_failures
+    _check_in_failures = 0 if ok else _check_in_failures + 1
+
+
 def available_cores():
     try:
         return len(os.sched_getaffinity(0))

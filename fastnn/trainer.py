@@ -34,16 +34,23 @@ import threading
 import time
 import warnings
 
+import numba
 import numpy as np
 
 from . import _validate, data
 from . import schedules as _schedules
 from .callbacks import CallbackList
 from .data import as_features, check_sample_weight
-from .kernels.chunked import train_chunked
+from .kernels.chunked import train_chunked, train_workers
 from .kernels.colsplit import train_colsplit
 from .kernels.network import train_batches
-from .threads import PathChooser, limit_blas
+from .threads import (
+    CHECK_IN_SPINS,
+    PathChooser,
+    limit_blas,
+    record_check_in,
+    workers_usable,
+)
 
 # one compiled call handles about this many floating-point operations (tens
 # of milliseconds on a gemm-bound network, at most a few tenths of a second),
@@ -164,14 +171,19 @@ def run_batches(model, buf, X, T, sw, order, start, stop, batch_size, hp, state,
                 c.grads2, c.closs, c.ccorr, c.xb2, c.zfull, c.dfull, c.p_rest, m._wmask, l2,
                 l2_per_row, m._loss_code, m.optimizer.code, hp, state["s1"], state["s2"],
                 state["t"], seed, losses, corrects, at, float(loss_scale))
-    with buf.chooser.call(buf.n_chunks, stop - start) as parallel:
-        return train_chunked(
-            X, T, sw, order, start, stop, batch_size, epoch_rows, buf.n_chunks,
-            buf.chunk_rows, parallel, m._spec, m._fspec, m._use_blas, m._params, m._state,
-            buf.bnbuf, c.acts2, c.work2, c.d02, c.d12, c.tb2, c.wb2, c.grads2, c.closs,
-            c.ccorr, m._wmask, l2, l2_per_row, m._loss_code,
-            m.optimizer.code, hp, state["s1"], state["s2"], state["t"], seed,
+    rows = (X, T, sw, order, start, stop, batch_size, epoch_rows, buf.n_chunks, buf.chunk_rows)
+    rest = (m._spec, m._fspec, m._use_blas, m._params, m._state, buf.bnbuf, c.acts2, c.work2,
+            c.d02, c.d12, c.tb2, c.wb2, c.grads2, c.closs, c.ccorr, m._wmask, l2, l2_per_row,
+            m._loss_code, m.optimizer.code, hp, state["s1"], state["s2"], state["t"], seed,
             losses, corrects, at, float(loss_scale))
+    with buf.chooser.call(buf.n_chunks, stop - start) as parallel:
+        if parallel and workers_usable():
+            done = train_workers(np.int64(numba.get_num_threads()), np.int64(CHECK_IN_SPINS),
+                                 *rows, *rest)
+            record_check_in(done >= 0)
+            if done >= 0:
+                return done
+        return train_chunked(*rows, parallel, *rest)
 
 
 def _opt_state(model):

@@ -110,6 +110,103 @@ def test_chunked_serial_and_parallel_paths_are_bitwise_equal():
     assert h1.batch_losses.tobytes() == h2.batch_losses.tobytes()
 
 
+def _needs_two_numba_threads():
+    import numba
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba runs one thread here")
+
+
+def test_workers_match_the_fork_join_and_the_loop(monkeypatch):
+    """The chunked passes run by workers staying in one parallel region
+    (``chunked.train_workers``, barriers between passes), by a fork-join per
+    pass, and by a plain loop: the same bits, smaller last batch included."""
+    _needs_two_numba_threads()
+    from fastnn import threads, trainer
+    checked = []
+    monkeypatch.setattr(trainer, "record_check_in", lambda ok: checked.append(ok))
+    workers, hw = _chunked_fit(threads=2, dtype="float32")
+    assert checked and all(checked)                       # the workers ran every call
+    tried = len(checked)
+    monkeypatch.setattr(trainer, "workers_usable", lambda: False)
+    forkjoin, hf = _chunked_fit(threads=2, dtype="float32")
+    loop, hl = _chunked_fit(threads=1, dtype="float32")
+    assert len(checked) == tried                          # neither tried the workers
+    for m, h in ((forkjoin, hf), (loop, hl)):
+        assert m.get_weights().tobytes() == workers.get_weights().tobytes()
+        assert h.batch_losses.tobytes() == hw.batch_losses.tobytes()
+        assert h.history == hw.history
+    assert threads.workers_usable()
+
+
+def test_workers_that_cannot_all_run_change_nothing(monkeypatch):
+    """More workers than threads: one thread would run two workers in turn,
+    so a barrier could never open. The check-in gives up (every worker
+    alike, nothing touched), the call runs as a fork-join, and the fit ends
+    with the same bits; after MAX_CHECK_IN_FAILURES such calls in a row the
+    workers are no longer tried."""
+    _needs_two_numba_threads()
+    import numba
+
+    from fastnn import threads, trainer
+    from fastnn.kernels.chunked import train_workers
+    results = []
+
+    def too_many(n_workers, max_spins, *args):
+        assert n_workers == numba.get_num_threads() == 2
+        results.append(train_workers(n_workers + 1, np.int64(20_000), *args))
+        return results[-1]
+
+    expected, he = _chunked_fit(threads=2, dtype="float32")
+    monkeypatch.setattr(threads, "_check_in_failures", 0)
+    monkeypatch.setattr(trainer, "train_workers", too_many)
+    for _ in range(threads.MAX_CHECK_IN_FAILURES):           # at least one call each
+        got, hg = _chunked_fit(threads=2, dtype="float32")
+        assert got.get_weights().tobytes() == expected.get_weights().tobytes()
+        assert hg.batch_losses.tobytes() == he.batch_losses.tobytes()
+    assert set(results) == {-1}
+    assert len(results) == threads.MAX_CHECK_IN_FAILURES
+    assert not threads.workers_usable()
+    again, _ = _chunked_fit(threads=2, dtype="float32")
+    assert len(results) == threads.MAX_CHECK_IN_FAILURES          # not tried again
+    assert again.get_weights().tobytes() == expected.get_weights().tobytes()
+    threads.record_check_in(True)
+    assert threads.workers_usable()
+
+
+def test_workers_stop_together_at_a_non_finite_loss(monkeypatch):
+    """A loss that overflows mid-call: every worker sees it (each sums the
+    chunks' shares), so all leave at that batch, its update not applied; the
+    same stop, weights and losses as the loop's."""
+    _needs_two_numba_threads()
+    from fastnn import trainer
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(2000, 40)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+
+    def fit(threads):
+        m = fnn.Sequential([fnn.Dense(128, activation="relu"), fnn.Dense(64, activation="relu"),
+                            fnn.Dense(2)], input_dim=40, seed=0)
+        m.compile("softmax_cross_entropy", fnn.SGD(lr=1e3, momentum=0.9))
+        fnn.set_num_threads(threads)
+        try:
+            with pytest.warns(RuntimeWarning, match="loss became nan at epoch 0, batch 6"):
+                h = m.fit(X, y, batch_size=256, epochs=3)
+        finally:
+            fnn.set_num_threads(None)
+        assert m._buffers.n_chunks > 1
+        return m, h
+
+    checked = []
+    monkeypatch.setattr(trainer, "record_check_in", lambda ok: checked.append(ok))
+    two, h2 = fit(2)
+    assert checked and all(checked)
+    one, h1 = fit(1)
+    assert np.isfinite(two.get_weights()).all()
+    assert two.get_weights().tobytes() == one.get_weights().tobytes()
+    assert h2.batch_losses.tobytes() == h1.batch_losses.tobytes()
+    assert not np.isfinite(h2.batch_losses[-1])
+
+
 def test_chunked_training_from_concurrent_python_threads():
     """Numba's pool serves one Python thread at a time (the other runs the
     same chunks in a plain loop): no crash, the same bits as alone."""

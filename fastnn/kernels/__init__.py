@@ -8,12 +8,15 @@ _blas_preload.preload()  # before Numba's first kernel imports it with all of sc
 from .activations import activation_backward, activation_forward
 from .chunked import (
     chunk_step,
+    chunk_sums,
     chunks_parallel,
     chunks_total,
     train_chunked,
+    train_workers,
     update_block,
     update_range,
     updates_parallel,
+    worker_batches,
 )
 from .colsplit import (
     first_forward,
@@ -37,6 +40,7 @@ from .network import (
 from .norm import batchnorm_backward, batchnorm_forward, dropout_apply, dropout_mask
 from .optimizers import add_l2, batch_l2, flush_subnormal, l2_penalty, optimizer_update
 from .reduce import exponent_max
+from .sync import barrier, check_in
 
 # every kernel, for the test that each compiles to at most one signature per dtype
 KERNELS = (activation_forward, activation_backward, dense_forward, dense_backward,
@@ -47,4 +51,5 @@ KERNELS = (activation_forward, activation_backward, dense_forward, dense_backwar
            chunks_parallel, updates_parallel, groups_parallel, flush_subnormal,
            gather_batch, exponent_max, train_colsplit, first_forward, upper_chunk,
            first_update, firsts_parallel, uppers_parallel, first_updates_parallel,
-           chunks_total, update_range)
+           chunks_total, update_range, chunk_sums, train_workers, worker_batches,
+           check_in, barrier)
