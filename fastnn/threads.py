@@ -255,11 +255,11 @@ def chunk_threads(n_chunks, want=True):
 
 # kernels.chunked.train_workers keeps its workers in one parallel region and
 # needs them all running at once; a worker that waits CHECK_IN_SPINS spins
-# (tens of milliseconds) for the others at the start gives up, and the call
-# runs a fork-join per pass instead (train_chunked). After
+# (about 40 ms, yields included) for the others at the start gives up, and
+# the call runs a fork-join per pass instead (train_chunked). After
 # MAX_CHECK_IN_FAILURES failures in a row (a threading layer that does not
 # give each worker its own thread) the process stops trying.
-CHECK_IN_SPINS = 2 ** 24
+CHECK_IN_SPINS = 2 ** 16
 MAX_CHECK_IN_FAILURES = 3
 _check_in_failures = 0
 

@@ -24,6 +24,7 @@ running, and the barriers need no time-out.
 """
 
 import platform
+import sys
 
 import numpy as np
 from llvmlite import ir
@@ -87,6 +88,34 @@ def spin_pause(typingctx):
     return types.none(), codegen
 
 
+# ... and, after SPINS_BEFORE_YIELD spins (tens of microseconds), the OS's
+# sched_yield between spins where there is one: when the host runs both
+# threads on one core for a while, a waiting worker that only spins holds
+# the core the other one needs until its time slice ends (milliseconds)
+_YIELD = "sched_yield" if sys.platform.startswith(("linux", "darwin")) else ""
+SPINS_BEFORE_YIELD = 2048
+
+
+@intrinsic
+def os_yield(typingctx):
+    """Give up the rest of this thread's time slice (see ``_YIELD``)."""
+    def codegen(context, builder, sig, args):
+        if _YIELD:
+            fn = cgutils.get_or_insert_function(builder.module,
+                                                ir.FunctionType(ir.IntType(32), []), _YIELD)
+            builder.call(fn, [])
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
+@kernel
+def relax(spins):
+    """One wait step of a spin loop that has spun ``spins`` times so far."""
+    spin_pause()
+    if spins >= SPINS_BEFORE_YIELD:
+        os_yield()
+
+
 @kernel
 def check_in(sync, slot, n_workers, max_spins):
     """Arrive at the region's start (counter ``sync[slot]``, zero before):
@@ -101,7 +130,7 @@ def check_in(sync, slot, n_workers, max_spins):
             return True
         if seen < 0:
             return False
-        spin_pause()
+        relax(spins)
         spins += 1
         if spins >= max_spins and atomic_cas(sync, slot, seen, POISON):
             return False
@@ -112,5 +141,7 @@ def barrier(sync, slot, target):
     """Arrive at a barrier: add one to ``sync[slot]`` and wait until it
     reaches ``target`` (the k-th barrier of n workers: k * n)."""
     atomic_add(sync, slot, np.int64(1))
+    spins = 0
     while atomic_load(sync, slot) < target:
-        spin_pause()
+        relax(spins)
+        spins += 1
