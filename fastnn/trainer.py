@@ -42,7 +42,7 @@ from . import schedules as _schedules
 from .callbacks import CallbackList
 from .data import as_features, check_sample_weight
 from .kernels.chunked import train_chunked, train_workers
-from .kernels.colsplit import train_colsplit
+from .kernels.colsplit import train_colsplit, train_colsplit_workers
 from .kernels.network import train_batches
 from .threads import (
     CHECK_IN_SPINS,
@@ -162,28 +162,27 @@ def run_batches(model, buf, X, T, sw, order, start, stop, batch_size, hp, state,
             m._loss_code, m.optimizer.code, hp, state["s1"], state["s2"], state["t"], seed,
             losses, corrects, at, float(loss_scale))
     c = buf.chunks
-    if buf.col_parts:
-        with buf.chooser.call(buf.n_chunks, stop - start) as parallel:
-            return train_colsplit(
-                X, T, sw, order, start, stop, batch_size, epoch_rows, buf.n_chunks,
-                buf.chunk_rows, buf.col_parts, parallel, m._spec, m._fspec, m._use_blas,
-                m._params, m._state, buf.bnbuf, c.acts2, c.work2, c.d02, c.d12, c.tb2, c.wb2,
-                c.grads2, c.closs, c.ccorr, c.xb2, c.zfull, c.dfull, c.p_rest, m._wmask, l2,
-                l2_per_row, m._loss_code, m.optimizer.code, hp, state["s1"], state["s2"],
-                state["t"], seed, losses, corrects, at, float(loss_scale))
+    # train_chunked / train_colsplit take (*rows, parallel, *rest), their
+    # workers' versions (n_workers, max_spins, *rows, *rest)
     rows = (X, T, sw, order, start, stop, batch_size, epoch_rows, buf.n_chunks, buf.chunk_rows)
     rest = (m._spec, m._fspec, m._use_blas, m._params, m._state, buf.bnbuf, c.acts2, c.work2,
-            c.d02, c.d12, c.tb2, c.wb2, c.grads2, c.closs, c.ccorr, m._wmask, l2, l2_per_row,
-            m._loss_code, m.optimizer.code, hp, state["s1"], state["s2"], state["t"], seed,
-            losses, corrects, at, float(loss_scale))
+            c.d02, c.d12, c.tb2, c.wb2, c.grads2, c.closs, c.ccorr)
+    if buf.col_parts:
+        train, workers = train_colsplit, train_colsplit_workers
+        rows += (buf.col_parts,)
+        rest += (c.xb2, c.zfull, c.dfull, c.p_rest)
+    else:
+        train, workers = train_chunked, train_workers
+    rest += (m._wmask, l2, l2_per_row, m._loss_code, m.optimizer.code, hp, state["s1"],
+             state["s2"], state["t"], seed, losses, corrects, at, float(loss_scale))
     with buf.chooser.call(buf.n_chunks, stop - start) as parallel:
         if parallel and workers_usable():
-            done = train_workers(np.int64(numba.get_num_threads()), np.int64(CHECK_IN_SPINS),
-                                 *rows, *rest)
+            done = workers(np.int64(numba.get_num_threads()), np.int64(CHECK_IN_SPINS),
+                           *rows, *rest)
             record_check_in(done >= 0)
             if done >= 0:
                 return done
-        return train_chunked(*rows, parallel, *rest)
+        return train(*rows, parallel, *rest)
 
 
 def _opt_state(model):

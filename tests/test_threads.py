@@ -116,20 +116,28 @@ def _needs_two_numba_threads():
         pytest.skip("Numba runs one thread here")
 
 
-def test_workers_match_the_fork_join_and_the_loop(monkeypatch):
-    """The chunked passes run by workers staying in one parallel region
-    (``chunked.train_workers``, barriers between passes), by a fork-join per
-    pass, and by a plain loop: the same bits, smaller last batch included."""
+@pytest.mark.parametrize("split", ["rows", "columns"])
+def test_workers_match_the_fork_join_and_the_loop(monkeypatch, split):
+    """The passes run by workers staying in one parallel region
+    (``chunked.train_workers``, ``colsplit.train_colsplit_workers``: barriers
+    between passes), by a fork-join per pass, and by a plain loop: the same
+    bits, smaller last batch included, with batches split into row chunks or
+    the first layer into runs of columns."""
     _needs_two_numba_threads()
     from fastnn import threads, trainer
+    batch_size = 256
+    if split == "columns":
+        monkeypatch.setattr(fnn.model, "TRANSPOSE_MIN_WEIGHTS", 1)
+        batch_size = 128
     checked = []
     monkeypatch.setattr(trainer, "record_check_in", lambda ok: checked.append(ok))
-    workers, hw = _chunked_fit(threads=2, dtype="float32")
+    workers, hw = _chunked_fit(threads=2, dtype="float32", batch_size=batch_size)
+    assert (workers._buffers.col_parts > 0) == (split == "columns")
     assert checked and all(checked)                       # the workers ran every call
     tried = len(checked)
     monkeypatch.setattr(trainer, "workers_usable", lambda: False)
-    forkjoin, hf = _chunked_fit(threads=2, dtype="float32")
-    loop, hl = _chunked_fit(threads=1, dtype="float32")
+    forkjoin, hf = _chunked_fit(threads=2, dtype="float32", batch_size=batch_size)
+    loop, hl = _chunked_fit(threads=1, dtype="float32", batch_size=batch_size)
     assert len(checked) == tried                          # neither tried the workers
     for m, h in ((forkjoin, hf), (loop, hl)):
         assert m.get_weights().tobytes() == workers.get_weights().tobytes()
@@ -138,7 +146,8 @@ def test_workers_match_the_fork_join_and_the_loop(monkeypatch):
     assert threads.workers_usable()
 
 
-def test_workers_that_cannot_all_run_change_nothing(monkeypatch):
+@pytest.mark.parametrize("split", ["rows", "columns"])
+def test_workers_that_cannot_all_run_change_nothing(monkeypatch, split):
     """More workers than threads: one thread would run two workers in turn,
     so a barrier could never open. The check-in gives up (every worker
     alike, nothing touched), the call runs as a fork-join, and the fit ends
@@ -148,25 +157,31 @@ def test_workers_that_cannot_all_run_change_nothing(monkeypatch):
     import numba
 
     from fastnn import threads, trainer
-    from fastnn.kernels.chunked import train_workers
+    name = "train_workers" if split == "rows" else "train_colsplit_workers"
+    real = getattr(trainer, name)
+    batch_size = 256
+    if split == "columns":
+        monkeypatch.setattr(fnn.model, "TRANSPOSE_MIN_WEIGHTS", 1)
+        batch_size = 128
     results = []
 
     def too_many(n_workers, max_spins, *args):
         assert n_workers == numba.get_num_threads() == 2
-        results.append(train_workers(n_workers + 1, np.int64(20_000), *args))
+        results.append(real(n_workers + 1, np.int64(20_000), *args))
         return results[-1]
 
-    expected, he = _chunked_fit(threads=2, dtype="float32")
+    expected, he = _chunked_fit(threads=2, dtype="float32", batch_size=batch_size)
+    assert (expected._buffers.col_parts > 0) == (split == "columns")
     monkeypatch.setattr(threads, "_check_in_failures", 0)
-    monkeypatch.setattr(trainer, "train_workers", too_many)
+    monkeypatch.setattr(trainer, name, too_many)
     for _ in range(threads.MAX_CHECK_IN_FAILURES):           # at least one call each
-        got, hg = _chunked_fit(threads=2, dtype="float32")
+        got, hg = _chunked_fit(threads=2, dtype="float32", batch_size=batch_size)
         assert got.get_weights().tobytes() == expected.get_weights().tobytes()
         assert hg.batch_losses.tobytes() == he.batch_losses.tobytes()
     assert set(results) == {-1}
     assert len(results) == threads.MAX_CHECK_IN_FAILURES
     assert not threads.workers_usable()
-    again, _ = _chunked_fit(threads=2, dtype="float32")
+    again, _ = _chunked_fit(threads=2, dtype="float32", batch_size=batch_size)
     assert len(results) == threads.MAX_CHECK_IN_FAILURES          # not tried again
     assert again.get_weights().tobytes() == expected.get_weights().tobytes()
     threads.record_check_in(True)

@@ -24,8 +24,10 @@ from .colsplit import (
     first_updates_parallel,
     firsts_parallel,
     train_colsplit,
+    train_colsplit_workers,
     upper_chunk,
     uppers_parallel,
+    worker_colsplit,
 )
 from .dense import dense_backward, dense_forward
 from .fullbatch import fullbatch_group, fullbatch_loss_grad, groups_parallel
@@ -52,4 +54,4 @@ KERNELS = (activation_forward, activation_backward, dense_forward, dense_backwar
            gather_batch, exponent_max, train_colsplit, first_forward, upper_chunk,
            first_update, firsts_parallel, uppers_parallel, first_updates_parallel,
            chunks_total, update_range, chunk_sums, train_workers, worker_batches,
-           check_in, barrier)
+           check_in, barrier, train_colsplit_workers, worker_colsplit)
