@@ -123,7 +123,7 @@ def check_in(sync, slot, n_workers, max_spins):
     running, for every worker alike (see the module notes)."""
     if atomic_add(sync, slot, np.int64(1)) < 0:
         return False                          # poisoned before this one arrived
-    spins = 0
+    spins = np.int64(0)
     while True:
         seen = atomic_load(sync, slot)
         if seen >= n_workers:
@@ -141,7 +141,7 @@ def barrier(sync, slot, target):
     """Arrive at a barrier: add one to ``sync[slot]`` and wait until it
     reaches ``target`` (the k-th barrier of n workers: k * n)."""
     atomic_add(sync, slot, np.int64(1))
-    spins = 0
+    spins = np.int64(0)
     while atomic_load(sync, slot) < target:
         relax(spins)
         spins += 1
