@@ -16,8 +16,10 @@ instead: a batch big enough is split into row chunks fixed by the network and
 the batch size (``Sequential._chunks``, ``kernels/chunked.py``), each chunk's
 forward and backward runs on a Numba thread with single-thread BLAS, and the
 chunk gradients are summed in chunk order: the same arithmetic on any number
-of threads, so the same bits. Small batches stay whole, on one thread (a
-fork-join would cost more than the work). Numba's pool is used only from one
+of threads, so the same bits. Within a compiled call the threads stay in
+one parallel region and meet at barriers between passes (``kernels/sync.py``)
+rather than forking and joining per pass. Small batches stay whole, on one
+thread (a fork-join would cost more than the work). Numba's pool is used only from one
 Python thread at a time and never in a forked child (GNU OpenMP is not
 fork-safe); otherwise the same chunks run in a plain loop, same results.
 
