@@ -17,6 +17,8 @@ from .chunked import (
     update_range,
     updates_parallel,
     worker_batches,
+    workers_loss,
+    workers_record,
 )
 from .colsplit import (
     first_forward,
@@ -54,4 +56,5 @@ KERNELS = (activation_forward, activation_backward, dense_forward, dense_backwar
            gather_batch, exponent_max, train_colsplit, first_forward, upper_chunk,
            first_update, firsts_parallel, uppers_parallel, first_updates_parallel,
            chunks_total, update_range, chunk_sums, train_workers, worker_batches,
-           check_in, barrier, train_colsplit_workers, worker_colsplit)
+           check_in, barrier, train_colsplit_workers, worker_colsplit,
+           workers_loss, workers_record)

@@ -239,6 +239,30 @@ BARRIERS = np.int64(8)
 
 
 @kernel
+def workers_loss(w, nc, closs, ccorr, l2_loss, losses, at):
+    """After the chunk pass's barrier: the batch's (data loss, correct count,
+    whether its loss is finite), the same in every worker; worker 0 records
+    a non-finite loss at losses[at]."""
+    data_loss, correct = chunk_sums(nc, closs, ccorr)
+    loss = data_loss + l2_loss
+    finite = np.isfinite(loss)
+    if w == 0 and not finite:
+        losses[u64(at)] = loss
+    return data_loss, correct, finite
+
+
+@kernel
+def workers_record(w, tstep, step, losses, corrects, at, data_loss, l2_loss, correct,
+                   loss_scale):
+    """After the update's barrier, worker 0 records the batch (as
+    ``train_chunked`` does)."""
+    if w == 0:
+        tstep[0] = step
+        losses[u64(at)] = reported_loss(data_loss, l2_loss, loss_scale)
+        corrects[u64(at)] = correct
+
+
+@kernel
 def worker_batches(w, n_workers, sync, done_by, max_spins, X, T, sw, order, start, stop,
                    batch_size, epoch_rows, n_chunks, chunk_rows, spec, fspec, use_blas,
                    params, state, bnbuf, acts2, work2, d02, d12, tb2, wb2, grads2, closs,
@@ -271,20 +295,16 @@ def worker_batches(w, n_workers, sync, done_by, max_spins, X, T, sw, order, star
         l2_step, l2_loss = batch_l2(spec, params, l2, wsum, l2_per_row)
         met += 1
         barrier(sync, BARRIERS, met * n_workers)
-        data_loss, correct = chunk_sums(nc, closs, ccorr)
-        loss = data_loss + l2_loss
-        if not np.isfinite(loss):
-            if w == 0:
-                losses[u64(loss_at + done)] = loss
+        data_loss, correct, finite = workers_loss(w, nc, closs, ccorr, l2_loss, losses,
+                                                  loss_at + done)
+        if not finite:
             break
         for blk in range(w, n_blocks, n_workers):
             update_block(blk, nc, grads2, params, wmask, l2_step, opt_code, hp, s1, s2, step)
         met += 1
         barrier(sync, BARRIERS, met * n_workers)
-        if w == 0:
-            tstep[0] = step
-            losses[u64(loss_at + done)] = reported_loss(data_loss, l2_loss, loss_scale)
-            corrects[u64(loss_at + done)] = correct
+        workers_record(w, tstep, step, losses, corrects, loss_at + done, data_loss, l2_loss,
+                       correct, loss_scale)
         done += 1
         b0 += rows
     done_by[w] = done

@@ -46,10 +46,11 @@ from .chunked import (
     BARRIERS,
     CHECK_IN,
     batch_chunks,
-    chunk_sums,
     chunks_total,
     part_bounds,
     update_range,
+    workers_loss,
+    workers_record,
 )
 from .codes import K_A, K_ACT, K_B, K_IN, K_OUT, K_W, K_Z
 from .config import kernel, parallel_kernel
@@ -292,11 +293,9 @@ def worker_colsplit(w, n_workers, sync, done_by, max_spins, X, T, sw, order, sta
         l2_step, l2_loss = batch_l2(spec, params, l2, wsum, l2_per_row)
         met += 1
         barrier(sync, BARRIERS, met * n_workers)
-        data_loss, correct = chunk_sums(nc, closs, ccorr)
-        loss = data_loss + l2_loss
-        if not np.isfinite(loss):
-            if w == 0:
-                losses[u64(loss_at + done)] = loss
+        data_loss, correct, finite = workers_loss(w, nc, closs, ccorr, l2_loss, losses,
+                                                  loss_at + done)
+        if not finite:
             break
         for c in range(w, n_parts, n_workers):
             first_update(c, n_parts, nc, rows, spec, params, grads2, dz2, dfull, xb, p_rest,
@@ -304,10 +303,8 @@ def worker_colsplit(w, n_workers, sync, done_by, max_spins, X, T, sw, order, sta
                          xb2[1 - cur])
         met += 1
         barrier(sync, BARRIERS, met * n_workers)
-        if w == 0:
-            tstep[0] = step
-            losses[u64(loss_at + done)] = reported_loss(data_loss, l2_loss, loss_scale)
-            corrects[u64(loss_at + done)] = correct
+        workers_record(w, tstep, step, losses, corrects, loss_at + done, data_loss, l2_loss,
+                       correct, loss_scale)
         cur = 1 - cur
         done += 1
         b0 = nb0
