@@ -7,6 +7,7 @@ _blas_preload.preload()  # before Numba's first kernel imports it with all of sc
 
 from .activations import activation_backward, activation_forward
 from .chunked import (
+    batch_plan,
     chunk_step,
     chunk_sums,
     chunks_parallel,
@@ -57,4 +58,4 @@ KERNELS = (activation_forward, activation_backward, dense_forward, dense_backwar
            first_update, firsts_parallel, uppers_parallel, first_updates_parallel,
            chunks_total, update_range, chunk_sums, train_workers, worker_batches,
            check_in, barrier, train_colsplit_workers, worker_colsplit,
-           workers_loss, workers_record)
+           workers_loss, workers_record, batch_plan)

@@ -44,7 +44,7 @@ batch faster, 0-3%, for a second copy of everything).
 
 A wide first layer (stored transposed) is split by output columns instead,
 the later layers by rows as here: see ``colsplit.py``, which shares this
-module's chunk plan (``batch_chunks``) and update (``update_range``).
+module's batch plan (``batch_plan``) and update (``update_range``).
 
 BatchNorm needs whole-batch statistics: networks with it train through
 ``network.train_batches``. Dropout masks are indexed by the row's place in
@@ -91,6 +91,14 @@ def batch_chunks(n_chunks, chunk_rows, rows):
     for a smaller last batch (at least 32 rows each, never more than the
     ``chunk_rows`` a workspace holds)."""
     return min(n_chunks, max(-(-rows // chunk_rows), rows // 32))
+
+
+@kernel
+def batch_plan(b0, stop, batch_size, epoch_rows, n_chunks, chunk_rows, sw, order):
+    """The batch that starts at b0: its rows (``batch_rows``), the chunks it
+    takes (``batch_chunks``) and its weight total (``batch_weight``)."""
+    rows = batch_rows(b0, stop, batch_size, epoch_rows)
+    return rows, batch_chunks(n_chunks, chunk_rows, rows), batch_weight(sw, order, b0, rows)
 
 
 @kernel
@@ -199,9 +207,8 @@ def train_chunked(X, T, sw, order, start, stop, batch_size, epoch_rows, n_chunks
     done = 0
     b0 = start
     while b0 < stop:
-        rows = batch_rows(b0, stop, batch_size, epoch_rows)
-        nc = batch_chunks(n_chunks, chunk_rows, rows)
-        wsum = batch_weight(sw, order, b0, rows)
+        rows, nc, wsum = batch_plan(b0, stop, batch_size, epoch_rows, n_chunks, chunk_rows,
+                                    sw, order)
         step = tstep[0] + 1
         if parallel:
             chunks_parallel(nc, X, T, sw, order, b0, rows, spec, fspec, use_blas, params,
@@ -282,9 +289,8 @@ def worker_batches(w, n_workers, sync, done_by, max_spins, X, T, sw, order, star
     done = 0
     b0 = start
     while b0 < stop:
-        rows = batch_rows(b0, stop, batch_size, epoch_rows)
-        nc = batch_chunks(n_chunks, chunk_rows, rows)
-        wsum = batch_weight(sw, order, b0, rows)
+        rows, nc, wsum = batch_plan(b0, stop, batch_size, epoch_rows, n_chunks, chunk_rows,
+                                    sw, order)
         step = t0 + done + 1
         for c in range(w, nc, n_workers):
             chunk_step(c, nc, X, T, sw, order, b0, rows, spec, fspec, use_blas, params,

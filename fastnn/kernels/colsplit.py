@@ -45,7 +45,7 @@ from .activations import activation_backward, activation_forward
 from .chunked import (
     BARRIERS,
     CHECK_IN,
-    batch_chunks,
+    batch_plan,
     chunks_total,
     part_bounds,
     update_range,
@@ -60,7 +60,6 @@ from .network import (
     TRAINING,
     backward_to,
     batch_rows,
-    batch_weight,
     dz_in_d0,
     forward_from,
     gather_rows_rowmajor,
@@ -208,11 +207,10 @@ def train_colsplit(X, T, sw, order, start, stop, batch_size, epoch_rows, n_chunk
     done = 0
     b0 = start
     while b0 < stop:
-        rows = batch_rows(b0, stop, batch_size, epoch_rows)
-        nc = batch_chunks(n_chunks, chunk_rows, rows)
+        rows, nc, wsum = batch_plan(b0, stop, batch_size, epoch_rows, n_chunks, chunk_rows,
+                                    sw, order)
         nb0 = b0 + rows
         nrows = batch_rows(nb0, stop, batch_size, epoch_rows)
-        wsum = batch_weight(sw, order, b0, rows)
         step = tstep[0] + 1
         xb = xb2[cur]
         xnext = xb2[1 - cur]
@@ -275,11 +273,10 @@ def worker_colsplit(w, n_workers, sync, done_by, max_spins, X, T, sw, order, sta
     done = 0
     b0 = start
     while b0 < stop:
-        rows = batch_rows(b0, stop, batch_size, epoch_rows)
-        nc = batch_chunks(n_chunks, chunk_rows, rows)
+        rows, nc, wsum = batch_plan(b0, stop, batch_size, epoch_rows, n_chunks, chunk_rows,
+                                    sw, order)
         nb0 = b0 + rows
         nrows = batch_rows(nb0, stop, batch_size, epoch_rows)
-        wsum = batch_weight(sw, order, b0, rows)
         step = t0 + done + 1
         xb = xb2[cur]
         for c in range(w, n_parts, n_workers):
