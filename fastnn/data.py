@@ -84,6 +84,21 @@ def _all_finite(Xc):
         return bool(np.isfinite(Xc.sum())) or bool(np.isfinite(Xc).all())
 
 
+def narrowed(X):
+    """float64 X (C-contiguous) rounded to a new float32 array of its shape,
+    and whether every rounded entry is finite: the conversion and the check
+    in one pass (``kernels.reduce.narrow_finite``)."""
+    from .kernels.reduce import narrow_finite
+    Xc = np.empty(X.shape, np.float32)
+    return Xc, narrow_finite(X.reshape(-1), Xc.reshape(-1))
+
+
+def _narrows(X, dtype):
+    """Whether ``narrowed`` converts X to ``dtype``."""
+    return (type(X) is np.ndarray and X.dtype == np.float64 and dtype == np.float32
+            and X.flags.c_contiguous and X.size > 0)
+
+
 def _check_finite(Xc, X, argument, dtype):
     """ValueError naming ``argument`` unless the converted rows Xc are finite
     (X: the same rows before conversion, to say why)."""
@@ -122,6 +137,11 @@ def as_features(X, dtype, argument="X"):
     if X.dtype.kind == "O" and X.ndim == 2 and X.size:
         X = _numbers_from_objects(X, argument)
     _check_feature_shape(X.shape, X.dtype, argument)
+    if _narrows(X, np.dtype(dtype)):
+        Xc, finite = narrowed(X)
+        if not finite:
+            _check_finite(Xc, X, argument, dtype)
+        return Xc
     with np.errstate(over="ignore", invalid="ignore"):
         Xc = np.ascontiguousarray(X, dtype=dtype)
     if not Xc.flags.writeable:      # a read-only array is another Numba type (a compile)

@@ -806,8 +806,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             dtype=self._fit_dtype(), reset=reset)
+        X, y = _validated(self, X, y, reset, multi_output=True)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
@@ -969,8 +968,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return "exp" if self.loss == "poisson" else "identity"
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             y_numeric=True, dtype=self._fit_dtype(), reset=reset)
+        X, y = _validated(self, X, y, reset, multi_output=True, y_numeric=True)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and np.any(y < 0):
@@ -1048,6 +1046,25 @@ def _fit_label_binarizer(y):
     lb.y_type_ = "binary" if len(classes) <= 2 else "multiclass"
     lb.sparse_input_ = False
     return lb
+
+
+def _validated(est, X, y, reset, **checks):
+    """``validate_data(est, X, y, dtype=est's fit dtype, ...)`` for fit and
+    partial_fit. The common case, a C-contiguous float64 array fitted in
+    float32, is rounded and checked for finite values in one compiled pass
+    (``data.narrowed``), scikit-learn then checking everything else with the
+    conversion and the finite check left out; any non-finite value takes
+    scikit-learn's own path, so every error is scikit-learn's."""
+    dtype = est._fit_dtype()
+    if _data._narrows(X, dtype) and X.ndim == 2:
+        Xc, finite = _data.narrowed(X)
+        if finite:
+            Xv, y = validate_data(est, X, y, accept_sparse=["csr", "csc"], dtype=None,
+                                  ensure_all_finite=False, reset=reset, **checks)
+            if Xv is X:
+                return Xc, y
+    return validate_data(est, X, y, accept_sparse=["csr", "csc"], dtype=dtype, reset=reset,
+                         **checks)
 
 
 def _kernel_array(X, dtype):

@@ -462,3 +462,41 @@ def test_finite_check_finds_every_non_finite_value(dtype):
     # the fallback (not C-contiguous) treats an overflowing sum as finite
     big = np.full((4, 3), info.max, dtype)
     assert _all_finite(big) and _all_finite(np.asfortranarray(big)[:, ::2])
+
+
+def test_narrowing_matches_numpy_and_finds_every_non_finite_value():
+    """float64 features for a float32 model are rounded and checked in one
+    compiled pass (``data.narrowed``): the same bits as NumPy's cast, and
+    non-finite exactly where the cast is (NaN, infinities, finite values
+    beyond float32's range; not the largest ones that round to its max)."""
+    from fastnn.data import narrowed
+    f32 = np.finfo(np.float32)
+    X = np.random.default_rng(0).normal(size=(37, 11)) * 10.0 ** np.arange(-40, 36, 7)
+    X[0, 0], X[1, 1], X[2, 2], X[3, 3] = float(f32.max), -float(f32.max), 1e-46, -0.0
+    X[4, 4] = np.nextafter(float(f32.max), np.inf)        # rounds down to float32's max
+    Xc, finite = narrowed(X)
+    assert finite and Xc.dtype == np.float32 and Xc.flags.c_contiguous
+    assert np.array_equal(Xc.view(np.uint32), X.astype(np.float32).view(np.uint32))
+    for bad in (NAN, INF, -INF, 1e39, -1e300):
+        for i, j in [(0, 0), (36, 10), (18, 5)]:
+            Y = X.copy()
+            Y[i, j] = bad
+            assert not narrowed(Y)[1]
+
+
+@pytest.mark.parametrize("make", [
+    lambda X: X, lambda X: np.asfortranarray(X), lambda X: X.astype(np.float32),
+    lambda X: X[:, ::-1].copy()[:, ::-1],
+])
+def test_features_of_any_layout_train_the_same(make):
+    """Features converted by the one-pass path (C-contiguous float64) and by
+    NumPy (any other layout or dtype) give the same model, bit for bit."""
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(300, 4)), rng.integers(0, 3, 300)
+    weights = []
+    for features in (X.astype(np.float32), make(X)):
+        model = fnn.Sequential([fnn.Dense(5, activation="tanh"), fnn.Dense(3)], seed=0)
+        model.compile(loss="softmax_cross_entropy", optimizer=fnn.Adam())
+        model.fit(features, y, epochs=2, batch_size=64)
+        weights.append(model._params.copy())
+    assert np.array_equal(weights[0], weights[1])

@@ -856,3 +856,35 @@ def test_fastnn_load_opens_estimator_files(tmp_path, blobs):
     back = fastnn.load(tmp_path / "clf.fnn")
     assert type(back) is fastnn.MLPClassifier
     assert back.predict_proba(X).tobytes() == clf.predict_proba(X).tobytes()
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("cls", [fastnn.MLPClassifier, fastnn.MLPRegressor])
+@pytest.mark.parametrize("poison", [np.nan, np.inf, -np.inf])
+def test_one_pass_input_check_keeps_scikit_learns_errors(cls, poison):
+    """A C-contiguous float64 X fitted in float32 is rounded and checked in
+    one pass (``sklearn._validated``); the model is the one float32 X gives,
+    and bad input still raises scikit-learn's own errors, in its order (X's
+    values before y's length)."""
+    SK = getattr(sknn, cls.__name__)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(120, 4)), rng.integers(0, 2, 120)
+    a = cls(hidden_layer_sizes=(5,), max_iter=3, random_state=0).fit(X, y)
+    b = cls(hidden_layer_sizes=(5,), max_iter=3, random_state=0).fit(X.astype(np.float32), y)
+    assert all(np.array_equal(u, v) for u, v in zip(a.coefs_ + a.intercepts_,
+                                                       b.coefs_ + b.intercepts_))
+    assert a.n_features_in_ == 4 and not hasattr(a, "feature_names_in_")
+    Xb = X.copy()
+    Xb[7, 2] = poison
+    for bad_y in (y, y[:-1]):
+        with pytest.raises(ValueError) as ours:
+            cls(max_iter=2).fit(Xb, bad_y)
+        with pytest.raises(ValueError) as theirs:
+            SK(max_iter=2).fit(Xb, bad_y)
+        # theirs checks X in float64, ours in float32 (the documented dtype)
+        want = str(theirs.value).replace("float64", "float32")
+        assert str(ours.value).split(".")[0] == want.split(".")[0]
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        cls(max_iter=2).fit(X, y[:-1])
+    with pytest.raises(ValueError, match="features"):
+        a.partial_fit(X[:, :3], y)

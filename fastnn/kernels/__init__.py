@@ -44,7 +44,7 @@ from .network import (
 )
 from .norm import batchnorm_backward, batchnorm_forward, dropout_apply, dropout_mask
 from .optimizers import add_l2, batch_l2, flush_subnormal, l2_penalty, optimizer_update
-from .reduce import exponent_max
+from .reduce import exponent_max, narrow_finite
 from .sync import barrier, check_in
 
 # every kernel, for the test that each compiles to at most one signature per dtype
@@ -58,4 +58,4 @@ KERNELS = (activation_forward, activation_backward, dense_forward, dense_backwar
            first_update, firsts_parallel, uppers_parallel, first_updates_parallel,
            chunks_total, update_range, chunk_sums, train_workers, worker_batches,
            check_in, barrier, train_colsplit_workers, worker_colsplit,
-           workers_loss, workers_record, batch_plan)
+           workers_loss, workers_record, batch_plan, narrow_finite)
