@@ -141,7 +141,7 @@ from .layers import Dense
 from .model import Sequential, _own_index
 from .model import _sigmoid as _logistic
 from .optimizers import SGD, _AdamSK
-from .threads import PathChooser, single_threaded_blas
+from .threads import PathChooser, inference_threads, single_threaded_blas
 from .trainer import ChunkSpace, _Buffers, _opt_state, rows_per_call, run_batches
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
@@ -681,9 +681,8 @@ class _BaseMLP(BaseEstimator):
         scikit-learn would give: float32 for float32 X on a float32 model,
         else float64 (the output activation is applied in that dtype)."""
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
-        out_dtype = np.promote_types(X.dtype, self._net.dtype)
-        X = _kernel_array(X, self._net.dtype)
+        X, in_dtype = _validated_features(self, X)
+        out_dtype = np.promote_types(in_dtype, self._net.dtype)
         self._sync_params()
         with single_threaded_blas():
             out = _net_outputs(self._net, X)
@@ -1067,6 +1066,25 @@ def _validated(est, X, y, reset, **checks):
                          **checks)
 
 
+def _validated_features(est, X):
+    """``validate_data(est, X, reset=False)`` for inference: X as the
+    kernels' array of the model's dtype, and the dtype scikit-learn's check
+    gave. As in ``_validated``, a C-contiguous float64 X for a float32 model
+    is rounded and checked in one pass, and anything not finite after
+    rounding (even a finite float64 beyond float32's range, which inference
+    accepts) takes scikit-learn's own path."""
+    dtype = est._net.dtype
+    if _data._narrows(X, dtype) and X.ndim == 2:
+        Xc, finite = _data.narrowed(X)
+        if finite:
+            Xv = validate_data(est, X, accept_sparse=["csr", "csc"], ensure_all_finite=False,
+                               reset=False)
+            if Xv is X:
+                return Xc, X.dtype
+    X = validate_data(est, X, accept_sparse=["csr", "csc"], reset=False)
+    return _kernel_array(X, dtype), X.dtype
+
+
 def _kernel_array(X, dtype):
     """A dense, C-contiguous, writeable array of ``dtype`` (the one array
     type the kernels are compiled for)."""
@@ -1085,7 +1103,9 @@ def _net_outputs(net, X):
     bitwise): every layer through BLAS gemm, in blocks of _BLOCK_ROWS rows, the
     last block padded with zero rows to a multiple of _ROW_QUANTUM, so gemm
     only ever sees whole micro-kernel tiles (measured bitwise invariant with
-    OpenBLAS; without padding, tails differed by an ulp)."""
+    OpenBLAS; without padding, tails differed by an ulp). Contiguous runs of
+    whole blocks go to worker threads as in ``Sequential._raw_outputs`` (each
+    block computed the same way by any thread, so the same bits)."""
     n, d = X.shape
     k = net.n_outputs
     out = np.empty((n, k), net.dtype)
@@ -1095,17 +1115,27 @@ def _net_outputs(net, X):
     padded = -(-tail // _ROW_QUANTUM) * _ROW_QUANTUM
     block = _BLOCK_ROWS if bulk else padded
     total = sum(net._widths)
-    acts = np.zeros(block * total, net.dtype)
-    work = np.zeros(block * (total - net._widths[0]), net.dtype)
-    bnbuf = np.zeros_like(net._state)
-    if bulk:
-        predict_rows(X[:bulk], net._spec, net._fspec, flags, net._params, net._state,
-                     bnbuf, acts, work, block, out[:bulk])
+
+    def run(Xr, outr):
+        acts = np.zeros(block * total, net.dtype)
+        work = np.zeros(block * (total - net._widths[0]), net.dtype)
+        predict_rows(Xr, net._spec, net._fspec, flags, net._params, net._state,
+                     np.zeros_like(net._state), acts, work, block, outr)
+
+    threads = inference_threads(bulk // _BLOCK_ROWS)
+    if threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+        step = -(-bulk // (threads * _BLOCK_ROWS)) * _BLOCK_ROWS
+        with ThreadPoolExecutor(threads) as pool:
+            for f in [pool.submit(run, X[a:min(bulk, a + step)], out[a:min(bulk, a + step)])
+                      for a in range(0, bulk, step)]:
+                f.result()
+    elif bulk:
+        run(X[:bulk], out[:bulk])
     if tail:
         Xt = np.zeros((padded, d), net.dtype)
         Xt[:tail] = X[bulk:]
         ot = np.empty((padded, k), net.dtype)
-        predict_rows(Xt, net._spec, net._fspec, flags, net._params, net._state,
-                     bnbuf, acts, work, block, ot)
+        run(Xt, ot)
         out[bulk:] = ot[:tail]
     return out

@@ -888,3 +888,26 @@ def test_one_pass_input_check_keeps_scikit_learns_errors(cls, poison):
         cls(max_iter=2).fit(X, y[:-1])
     with pytest.raises(ValueError, match="features"):
         a.partial_fit(X[:, :3], y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("cls", [fastnn.MLPClassifier, fastnn.MLPRegressor])
+def test_predictions_are_the_same_on_any_number_of_threads(cls):
+    """Inference hands runs of whole 512-row blocks to threads: the same bits
+    on one thread or several, for float64 and float32 X, and row by row the
+    same as predicting a slice alone (a block boundary, the padded tail)."""
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(5000, 6)), rng.integers(0, 3, 5000)
+    est = cls(hidden_layer_sizes=(16,), max_iter=2, random_state=0).fit(X[:500], y[:500])
+    predict = est.predict_proba if cls is fastnn.MLPClassifier else est.predict
+    got = {}
+    try:
+        for n in (1, 2, 3):
+            fastnn.set_num_threads(n)
+            got[n] = [predict(X), predict(X.astype(np.float32))]
+    finally:
+        fastnn.set_num_threads(None)
+    assert got[1][0].dtype == np.float64 and got[1][1].dtype == np.float32
+    for n in (2, 3):
+        assert all(np.array_equal(a, b) for a, b in zip(got[1], got[n]))
+    assert np.array_equal(predict(X[1000:1700]), got[1][0][1000:1700])
