@@ -120,6 +120,7 @@ import warnings
 
 import numpy as np
 import scipy.optimize
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
@@ -139,7 +140,6 @@ from .kernels.fullbatch import fullbatch_loss_grad
 from .kernels.network import predict_rows
 from .layers import Dense
 from .model import Sequential, _own_index
-from .model import _sigmoid as _logistic
 from .optimizers import SGD, _AdamSK
 from .threads import PathChooser, inference_threads, single_threaded_blas
 from .trainer import ChunkSpace, _Buffers, _opt_state, rows_per_call, run_batches
@@ -695,7 +695,7 @@ class _BaseMLP(BaseEstimator):
             np.exp(Z, out=Z)
             Z /= Z.sum(axis=1, keepdims=True)
         elif act == "logistic":
-            Z = _logistic(Z)
+            Z = expit(Z, out=Z)            # scikit-learn's logistic, in place
         elif act == "exp":
             Z = np.exp(Z)
         return Z

@@ -911,3 +911,21 @@ def test_predictions_are_the_same_on_any_number_of_threads(cls):
     for n in (2, 3):
         assert all(np.array_equal(a, b) for a, b in zip(got[1], got[n]))
     assert np.array_equal(predict(X[1000:1700]), got[1][0][1000:1700])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_logistic_output_is_scikit_learns(dtype):
+    """Binary and multi-label probabilities are scikit-learn's logistic
+    (scipy's expit) of the last layer's outputs, bit for bit."""
+    from scipy.special import expit
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(700, 3)) * 4
+    for y in (rng.integers(0, 2, 700), rng.integers(0, 2, (700, 3))):
+        clf = fastnn.MLPClassifier(hidden_layer_sizes=(6,), max_iter=3, random_state=0,
+                                   dtype=dtype).fit(X, y)
+        assert clf.out_activation_ == "logistic"
+        raw = fsk._net_outputs(clf._net, X.astype(dtype)).astype(np.float64)
+        p = clf.predict_proba(X)
+        want = expit(raw)
+        assert np.array_equal(p[:, 1:] if y.ndim == 1 else p, want)
