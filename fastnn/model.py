@@ -624,12 +624,10 @@ def _task(loss):
 
 
 def _sigmoid(Z):
-    out = np.empty_like(Z)
-    pos = Z >= 0
-    out[pos] = 1 / (1 + np.exp(-Z[pos]))
-    e = np.exp(Z[~pos])
-    out[~pos] = e / (1 + e)
-    return out
+    """The logistic function without overflow: 1 / (1 + exp(-z)) for z >= 0,
+    exp(z) / (1 + exp(z)) below, both from e = exp(-|z|) (no masked copies)."""
+    e = np.exp(-np.abs(Z))
+    return np.where(Z >= 0, 1, e) / (1 + e)
 
 
 def _unique_labels(y):
