@@ -96,7 +96,7 @@ def narrowed(X):
 def _narrows(X, dtype):
     """Whether ``narrowed`` converts X to ``dtype``."""
     return (type(X) is np.ndarray and X.dtype == np.float64 and dtype == np.float32
-            and X.flags.c_contiguous and X.size > 0)
+            and X.ndim == 2 and X.flags.c_contiguous and X.size > 0)
 
 
 def _check_finite(Xc, X, argument, dtype):

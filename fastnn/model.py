@@ -15,7 +15,7 @@ from .kernels import codes
 from .kernels.losses import loss_grad
 from .kernels.network import predict_rows
 from .layers import BatchNorm, Dense, Dropout, Layer
-from .threads import inference_threads, single_threaded_blas
+from .threads import in_block_runs, single_threaded_blas
 
 # A Dense layer uses BLAS gemm when it has at least BLAS_MIN_WEIGHTS weights or
 # its per-batch product has at least BLAS_MIN_MACS multiply-adds; tinier ones
@@ -454,17 +454,8 @@ class Sequential:
                          self._state, np.empty_like(self._state), acts, work, block,
                          out[start:stop])
 
-        n_blocks = -(-n // block)
-        threads = inference_threads(n_blocks)
         with single_threaded_blas(use_blas.any()):
-            if threads <= 1:
-                run(0, n)
-            else:
-                from concurrent.futures import ThreadPoolExecutor
-                step = -(-n_blocks // threads) * block
-                with ThreadPoolExecutor(threads) as pool:
-                    for f in [pool.submit(run, a, min(n, a + step)) for a in range(0, n, step)]:
-                        f.result()
+            in_block_runs(run, n, block)
         return out
 
     def _workspace(self, rows):

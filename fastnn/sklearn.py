@@ -141,7 +141,7 @@ from .kernels.network import predict_rows
 from .layers import Dense
 from .model import Sequential, _own_index
 from .optimizers import SGD, _AdamSK
-from .threads import PathChooser, inference_threads, single_threaded_blas
+from .threads import PathChooser, in_block_runs, single_threaded_blas
 from .trainer import ChunkSpace, _Buffers, _opt_state, rows_per_call, run_batches
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
@@ -1047,21 +1047,31 @@ def _fit_label_binarizer(y):
     return lb
 
 
+def _one_pass(est, X, dtype, *y, **checks):
+    """The common case of ``_validated`` and ``_validated_features``: a
+    C-contiguous float64 X for a float32 model is rounded and checked for
+    finite values in one compiled pass (``data.narrowed``), scikit-learn then
+    checking everything else with the conversion and the finite check left
+    out. Returns (the rounded X, ``validate_data``'s result), or None where X
+    must take scikit-learn's own path (any value not finite after rounding:
+    then every error is scikit-learn's)."""
+    if not _data._narrows(X, dtype):
+        return None
+    Xc, finite = _data.narrowed(X)
+    if not finite:
+        return None
+    checked = validate_data(est, X, *y, accept_sparse=["csr", "csc"], dtype=None,
+                            ensure_all_finite=False, **checks)
+    return (Xc, checked) if (checked[0] if y else checked) is X else None
+
+
 def _validated(est, X, y, reset, **checks):
     """``validate_data(est, X, y, dtype=est's fit dtype, ...)`` for fit and
-    partial_fit. The common case, a C-contiguous float64 array fitted in
-    float32, is rounded and checked for finite values in one compiled pass
-    (``data.narrowed``), scikit-learn then checking everything else with the
-    conversion and the finite check left out; any non-finite value takes
-    scikit-learn's own path, so every error is scikit-learn's."""
+    partial_fit, through ``_one_pass`` where it applies."""
     dtype = est._fit_dtype()
-    if _data._narrows(X, dtype) and X.ndim == 2:
-        Xc, finite = _data.narrowed(X)
-        if finite:
-            Xv, y = validate_data(est, X, y, accept_sparse=["csr", "csc"], dtype=None,
-                                  ensure_all_finite=False, reset=reset, **checks)
-            if Xv is X:
-                return Xc, y
+    fast = _one_pass(est, X, dtype, y, reset=reset, **checks)
+    if fast is not None:
+        return fast[0], fast[1][1]
     return validate_data(est, X, y, accept_sparse=["csr", "csc"], dtype=dtype, reset=reset,
                          **checks)
 
@@ -1069,18 +1079,12 @@ def _validated(est, X, y, reset, **checks):
 def _validated_features(est, X):
     """``validate_data(est, X, reset=False)`` for inference: X as the
     kernels' array of the model's dtype, and the dtype scikit-learn's check
-    gave. As in ``_validated``, a C-contiguous float64 X for a float32 model
-    is rounded and checked in one pass, and anything not finite after
-    rounding (even a finite float64 beyond float32's range, which inference
-    accepts) takes scikit-learn's own path."""
+    gave; through ``_one_pass`` where it applies (a finite float64 beyond
+    float32's range, which inference accepts, takes the other path)."""
     dtype = est._net.dtype
-    if _data._narrows(X, dtype) and X.ndim == 2:
-        Xc, finite = _data.narrowed(X)
-        if finite:
-            Xv = validate_data(est, X, accept_sparse=["csr", "csc"], ensure_all_finite=False,
-                               reset=False)
-            if Xv is X:
-                return Xc, X.dtype
+    fast = _one_pass(est, X, dtype, reset=False)
+    if fast is not None:
+        return fast[0], X.dtype
     X = validate_data(est, X, accept_sparse=["csr", "csc"], reset=False)
     return _kernel_array(X, dtype), X.dtype
 
@@ -1122,16 +1126,8 @@ def _net_outputs(net, X):
         predict_rows(Xr, net._spec, net._fspec, flags, net._params, net._state,
                      np.zeros_like(net._state), acts, work, block, outr)
 
-    threads = inference_threads(bulk // _BLOCK_ROWS)
-    if threads > 1:
-        from concurrent.futures import ThreadPoolExecutor
-        step = -(-bulk // (threads * _BLOCK_ROWS)) * _BLOCK_ROWS
-        with ThreadPoolExecutor(threads) as pool:
-            for f in [pool.submit(run, X[a:min(bulk, a + step)], out[a:min(bulk, a + step)])
-                      for a in range(0, bulk, step)]:
-                f.result()
-    elif bulk:
-        run(X[:bulk], out[:bulk])
+    if bulk:
+        in_block_runs(lambda a, b: run(X[a:b], out[a:b]), bulk, _BLOCK_ROWS)
     if tail:
         Xt = np.zeros((padded, d), net.dtype)
         Xt[:tail] = X[bulk:]

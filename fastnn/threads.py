@@ -64,6 +64,24 @@ def inference_threads(n_blocks):
     return max(1, min(cap, n_blocks // MIN_BLOCKS_PER_THREAD))
 
 
+def in_block_runs(run, n, block):
+    """Call run(start, stop) over rows 0..n in contiguous runs of whole
+    blocks of ``block`` rows (the last block may be short), one run per
+    inference thread (``inference_threads``); returns when all are done. The
+    kernels release the GIL, and each block is computed the same way by any
+    thread, so results do not depend on the number of threads."""
+    n_blocks = -(-n // block)
+    threads = inference_threads(n_blocks)
+    if threads <= 1:
+        run(0, n)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    step = -(-n_blocks // threads) * block
+    with ThreadPoolExecutor(threads) as pool:
+        for f in [pool.submit(run, a, min(n, a + step)) for a in range(0, n, step)]:
+            f.result()
+
+
 _pool_lock = threading.Lock()     # one Python thread in Numba's pool at a time
 _forked_child = False
 
